@@ -1,0 +1,48 @@
+# One task runner for people and CI alike: `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+# uv installs exactly what uv.lock pins. One on PATH is used as is; otherwise this pinned
+# version is bootstrapped into .tools/ with nothing but Python's own venv and pip.
+UV_VERSION := 0.13.8
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+PYTEST_ARGS ?=
+
+.PHONY: help install serve test lint typecheck check lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --python "$(PYTHON)"
+	@touch $@
+
+install: $(VENV)/.synced ## Create .venv from uv.lock (runtime and dev dependencies)
+
+serve: install ## Serve the app on http://127.0.0.1:8000 (embedded SQLite, no other service)
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py
+
+test: install ## Run the whole test suite (PostgreSQL and nginx tests skip if absent)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install ## ruff: lint and formatting
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy --strict on app/ and gunicorn.conf.py
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## Everything CI runs after provisioning services
+
+lock: | $(UV) ## Re-resolve uv.lock after editing pyproject.toml
+	$(UV) lock
+
+clean: ## Remove the virtual environments and caches
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
