@@ -1,0 +1,59 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import errors, health
+from app.log import configure_logging
+from app.middleware.tracking import TrackingIdMiddleware, expose_in_g
+from app.responses import JSONProvider
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the application from `settings` (default: read from the environment)."""
+    settings = settings or Settings.from_env()
+    # Logging first, so Flask finds a handler on the root and adds no handler of its own.
+    configure_logging(settings)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        # Unhandled errors become the 500 envelope in every environment (tests included),
+        # never a propagated exception or the debugger's HTML page.
+        PROPAGATE_EXCEPTIONS=False,
+        TESTING=settings.app_env == "test",
+    )
+    app.extensions["settings"] = settings
+    app.json = JSONProvider(app)
+
+    app.before_request(expose_in_g)
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+
+    # Outermost first: the tracking id wraps everything, so even a failure in ProxyFix or
+    # Flask itself answers with the header; ProxyFix then rewrites the environ for Flask.
+    app.wsgi_app = TrackingIdMiddleware(  # type: ignore[method-assign]
+        ProxyFix(
+            app.wsgi_app,
+            x_for=settings.proxy_fix_x_for,
+            x_proto=settings.proxy_fix_x_proto,
+            x_host=settings.proxy_fix_x_host,
+            x_port=settings.proxy_fix_x_port,
+            x_prefix=settings.proxy_fix_x_prefix,
+        ),
+        header=settings.tracking_id_header,
+    )
+
+    if settings.uses_development_secret:
+        log.warning(
+            "SECRET_KEY is not set: using the fixed development key (APP_ENV=%s)", settings.app_env
+        )
+    return app

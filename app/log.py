@@ -1,0 +1,83 @@
+"""Logging setup: one handler on the root logger, JSON lines in production, text in development.
+
+Every record passes a filter that stamps it with the current tracking id (or the
+`NO_TRACKING_ID` placeholder outside a request), so the formatters never fail on a record
+from startup, the CLI or a background thread. Flask's `app.logger` and werkzeug's logger
+propagate to the root and so go through the same handler.
+
+A JSON line holds::
+
+    {"@timestamp": "2026-01-02T03:04:05.678+00:00", "level": "INFO", "logger": "app",
+     "tracking_id": "...", "loc": "items.py:42", "func": "create", "process": 123,
+     "message": "...", "exception": "Traceback ..."}
+
+plus any `extra={...}` fields the call passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from app.middleware.tracking import current_tracking_id
+from app.settings import Settings
+
+HANDLER_NAME = "app"
+TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(tracking_id)s] %(name)s: %(message)s"
+
+
+class TrackingIdFilter(logging.Filter):
+    """Stamp each record with the active tracking id unless it already carries one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "tracking_id"):
+            record.tracking_id = current_tracking_id()
+        return True
+
+
+class JsonLineFormatter(JsonFormatter):
+    """Format a record as one JSON object on one line, with the kit's field names."""
+
+    def __init__(self) -> None:
+        # ensure_ascii off: non-ASCII stays readable; json.dumps still escapes newlines
+        # and quotes, so one record is always exactly one line.
+        super().__init__(json_ensure_ascii=False, rename_fields={"exc_info": "exception"})
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        created = datetime.fromtimestamp(record.created, tz=UTC)
+        log_data["@timestamp"] = created.isoformat(timespec="milliseconds")
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["tracking_id"] = getattr(record, "tracking_id", current_tracking_id())
+        log_data["loc"] = f"{record.filename}:{record.lineno}"
+        log_data["func"] = record.funcName
+        log_data["process"] = record.process
+        log_data["message"] = record.message  # set by format() just before
+        # Extras and the formatted exception, with the library's handling of odd types.
+        super().add_fields(log_data, record, message_dict)
+
+
+def build_formatter(log_format: str) -> logging.Formatter:
+    """Return the formatter for `log_format` ("json" or "text")."""
+    if log_format == "json":
+        return JsonLineFormatter()
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Install the kit's single stdout handler on the root logger (idempotent)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.name = HANDLER_NAME
+    handler.setFormatter(build_formatter(settings.log_format))
+    handler.addFilter(TrackingIdFilter())
+    root = logging.getLogger()
+    for existing in [h for h in root.handlers if h.name == HANDLER_NAME]:
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)

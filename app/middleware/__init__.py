@@ -1,0 +1,1 @@
+"""WSGI middleware, each in werkzeug's `middleware/` shape."""

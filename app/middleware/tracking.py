@@ -1,0 +1,121 @@
+"""Give every request a tracking id, echo it in a response header and expose it to logs.
+
+Use this outermost around the WSGI app, so that every response carries the header:
+successes, 404 and 405 from routing, 413 from body limits, 500 from unhandled errors.
+
+Trust model: a client (or nginx in front) may send its own id in the header, and it is
+reused only when it is 1-128 characters of ``A-Z a-z 0-9 . _ : -``. Anything else (empty,
+too long, spaces, CR/LF, quotes, non-ASCII) is replaced by a fresh uuid4 hex and never
+written anywhere, so a client cannot forge log lines or inject headers through it.
+
+The current id lives in a `contextvars.ContextVar`, which is per thread and per gevent
+greenlet, and is reset when the response is closed, so it never leaks into the next
+request. Work outside a request (threads, greenlets, jobs, CLI) uses `tracking_scope` or
+`call_with_tracking_id` to run under an id of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from flask import g
+from werkzeug.wsgi import ClosingIterator
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+# What log records carry when no request or scope is active: a constant, never an error.
+NO_TRACKING_ID = "-"
+ENVIRON_KEY = "app.tracking_id"
+
+_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
+_current: ContextVar[str | None] = ContextVar("tracking_id", default=None)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def current_tracking_id() -> str:
+    """Return the active tracking id, or `NO_TRACKING_ID` outside any request or scope."""
+    return _current.get() or NO_TRACKING_ID
+
+
+def new_tracking_id() -> str:
+    """Return a fresh tracking id (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+def accept_tracking_id(candidate: str | None) -> str:
+    """Return `candidate` when it is a safe tracking id, else a fresh one."""
+    if candidate is not None and _VALID_ID.fullmatch(candidate):
+        return candidate
+    return new_tracking_id()
+
+
+def expose_in_g() -> None:
+    """Copy the request's tracking id to `flask.g.tracking_id` (a `before_request` hook)."""
+    g.tracking_id = current_tracking_id()
+
+
+@contextmanager
+def tracking_scope(tracking_id: str | None = None) -> Iterator[str]:
+    """Run the body under `tracking_id` (validated; a fresh id when None) and restore after."""
+    active = accept_tracking_id(tracking_id)
+    token = _current.set(active)
+    try:
+        yield active
+    finally:
+        _current.reset(token)
+
+
+def call_with_tracking_id(
+    tracking_id: str | None, func: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs
+) -> _R:
+    """Call `func(*args, **kwargs)` with its log records carrying `tracking_id`.
+
+    Pass it as a thread's or greenlet's target (``Thread(target=call_with_tracking_id,
+    args=(current_tracking_id(), work))``) to carry a request's id into background work.
+    """
+    with tracking_scope(tracking_id):
+        return func(*args, **kwargs)
+
+
+class TrackingIdMiddleware:
+    """WSGI middleware that assigns the tracking id and adds it to the response headers.
+
+    :param app: the WSGI application to wrap.
+    :param header: the request and response header name, such as ``X-Tracking-ID``.
+    """
+
+    def __init__(self, app: WSGIApplication, header: str) -> None:
+        self.app = app
+        self.header = header
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ_name = "HTTP_" + self.header.upper().replace("-", "_")
+        tracking_id = accept_tracking_id(environ.get(environ_name))
+        environ[environ_name] = tracking_id
+        environ[ENVIRON_KEY] = tracking_id
+        token = _current.set(tracking_id)
+        header_lower = self.header.lower()
+
+        def start_with_header(
+            status: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> Callable[[bytes], object]:
+            headers = [(k, v) for k, v in headers if k.lower() != header_lower]
+            headers.append((self.header, tracking_id))
+            return start_response(status, headers, exc_info)  # type: ignore[arg-type]
+
+        try:
+            app_iter = self.app(environ, start_with_header)
+        except BaseException:
+            _current.reset(token)
+            raise
+        # The body may be streamed after this returns; reset the id when the server
+        # closes the response, not before.
+        return ClosingIterator(app_iter, lambda: _current.reset(token))

@@ -1,0 +1,89 @@
+"""The one JSON envelope that every response body uses.
+
+    {"code": 200, "msg": "ok", "data": {...} | [...] | null, "tracking_id": "3f2a..."}
+
+`code` repeats the HTTP status, `msg` is a sentence a client can show or act on, `data`
+is the payload (null on errors), and `tracking_id` matches the `X-Tracking-ID` response
+header and every log line the request wrote. Every response also carries `X-DateTime`,
+the server time as ISO-8601 with offset, to the second.
+
+Error statuses and their messages:
+
+    400 bad request          the body is not valid JSON, or a field breaks a rule (named)
+    404 not found            no route, or no such resource
+    405 method not allowed   the `Allow` header lists the methods that are
+    409 conflict             the resource already exists (a unique field is taken)
+    413 request entity too large  the body is over MAX_CONTENT_LENGTH
+    500 internal server error     a bug; the traceback is in the log, never in the body
+    503 service unavailable  the database is down or its connection pool is exhausted
+
+The JSON provider writes datetimes as ISO-8601 with offset (naive ones are taken as UTC),
+UUIDs as strings, Decimals as strings (no float rounding) and non-ASCII unescaped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Response, current_app
+from flask.json.provider import DefaultJSONProvider
+
+from app.middleware.tracking import current_tracking_id
+
+DATETIME_HEADER = "X-DateTime"
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider with lossless, offset-carrying encodings."""
+
+    ensure_ascii = False
+    sort_keys = False
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        """Encode the types `json` cannot."""
+        if isinstance(o, dt.datetime):
+            return (o if o.tzinfo else o.replace(tzinfo=dt.UTC)).isoformat()
+        if isinstance(o, dt.date):
+            return o.isoformat()
+        if isinstance(o, uuid.UUID | decimal.Decimal):
+            return str(o)
+        return DefaultJSONProvider.default(o)
+
+
+def envelope(
+    data: Any = None,
+    *,
+    code: int = 200,
+    msg: str = "ok",
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Build a response holding `data` in the envelope, with status `code`."""
+    body = {"code": code, "msg": msg, "data": data, "tracking_id": current_tracking_id()}
+    response = current_app.response_class(
+        current_app.json.dumps(body) + "\n", status=code, mimetype="application/json"
+    )
+    if headers:
+        response.headers.update(headers)
+    now = dt.datetime.now(dt.UTC)
+    response.headers[DATETIME_HEADER] = now.isoformat(timespec="seconds")
+    return response
+
+
+def ok(data: Any = None, msg: str = "ok") -> Response:
+    """200 with `data`."""
+    return envelope(data, msg=msg)
+
+
+def created(data: Any, msg: str = "created") -> Response:
+    """201 with the created resource."""
+    return envelope(data, code=201, msg=msg)
+
+
+def error(code: int, msg: str, headers: Mapping[str, str] | None = None) -> Response:
+    """An error envelope: `data` is null and `msg` says what went wrong."""
+    return envelope(None, code=code, msg=msg, headers=headers)

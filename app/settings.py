@@ -1,0 +1,170 @@
+"""Typed, frozen settings read from the environment once and validated at boot.
+
+Every variable is listed in `.env.example` with its default and why. A bad value raises
+`SettingsError`, whose one-line message names the variable and what it accepts; the
+entry points (`app/wsgi.py`, `gunicorn.conf.py`) turn it into a clean exit, not a traceback.
+
+Tests build `Settings(...)` directly (or `Settings.from_env({...})`) instead of mutating
+`os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+AppEnv = Literal["development", "production", "test"]
+LogFormat = Literal["json", "text"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+APP_ENVS: tuple[AppEnv, ...] = ("development", "production", "test")
+LOG_FORMATS: tuple[LogFormat, ...] = ("json", "text")
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# A fixed key, so sessions and signed values survive restarts and agree across workers in
+# development; a per-process random key would silently break both. Refused in production.
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-never-use-in-production"  # noqa: S105
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "dev",
+        "development",
+        "secret",
+        "secret-key",
+        "secret_key",
+        "password",
+        "test",
+        "default",
+        "insecure",
+        DEVELOPMENT_SECRET_KEY,
+    }
+)
+# itsdangerous signs with HMAC-SHA1 by default; 32 random bytes (64 hex digits) is the
+# usual floor, and short keys are guessable offline from any signed cookie.
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+# 1 MiB: enough for JSON APIs, small enough that a worker never buffers a huge body.
+# nginx's client_max_body_size (nginx/) must be at least this; a test checks they agree.
+DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
+
+# RFC 9110 token characters: what a header name may hold.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_Choice = TypeVar("_Choice", bound=str)
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the application reads from its environment."""
+
+    app_env: AppEnv = "development"
+    secret_key: str = DEVELOPMENT_SECRET_KEY
+    database_url: str = "sqlite:///data/app.db"
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    tracking_id_header: str = "X-Tracking-ID"
+    proxy_fix_x_for: int = 0
+    proxy_fix_x_proto: int = 0
+    proxy_fix_x_host: int = 0
+    proxy_fix_x_port: int = 0
+    proxy_fix_x_prefix: int = 0
+    max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
+
+    def __post_init__(self) -> None:
+        _check_secret_key(self.app_env, self.secret_key)
+        if not _HEADER_NAME.fullmatch(self.tracking_id_header):
+            raise SettingsError("TRACKING_ID_HEADER", "must be a valid HTTP header name")
+
+    @property
+    def uses_development_secret(self) -> bool:
+        """Whether the fixed development key is in use (logged as a warning at boot)."""
+        return self.secret_key == DEVELOPMENT_SECRET_KEY
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate settings from `environ` (default: `os.environ`)."""
+        env = os.environ if environ is None else environ
+        app_env = _choice(env, "APP_ENV", APP_ENVS, "development")
+        secret_key = env.get("SECRET_KEY", "")
+        if not secret_key.strip():
+            if app_env == "production":
+                raise SettingsError(
+                    "SECRET_KEY",
+                    "is required when APP_ENV=production; generate one with "
+                    "`python -c 'import secrets; print(secrets.token_hex(32))'`",
+                )
+            secret_key = DEVELOPMENT_SECRET_KEY
+        default_format: LogFormat = "text" if app_env == "development" else "json"
+        return cls(
+            app_env=app_env,
+            secret_key=secret_key,
+            database_url=env.get("DATABASE_URL") or cls.database_url,
+            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, default_format),
+            tracking_id_header=env.get("TRACKING_ID_HEADER", "X-Tracking-ID"),
+            proxy_fix_x_for=_int(env, "PROXY_FIX_X_FOR", 0, minimum=0),
+            proxy_fix_x_proto=_int(env, "PROXY_FIX_X_PROTO", 0, minimum=0),
+            proxy_fix_x_host=_int(env, "PROXY_FIX_X_HOST", 0, minimum=0),
+            proxy_fix_x_port=_int(env, "PROXY_FIX_X_PORT", 0, minimum=0),
+            proxy_fix_x_prefix=_int(env, "PROXY_FIX_X_PREFIX", 0, minimum=0),
+            max_content_length=_int(
+                env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, minimum=1
+            ),
+        )
+
+
+def _check_secret_key(app_env: AppEnv, secret_key: str) -> None:
+    if app_env != "production":
+        return
+    if not secret_key.strip():
+        raise SettingsError("SECRET_KEY", "is required when APP_ENV=production")
+    if secret_key.strip().lower() in PLACEHOLDER_SECRETS:
+        raise SettingsError("SECRET_KEY", "is a placeholder value; set a random secret")
+    if len(secret_key) < MIN_PRODUCTION_SECRET_LENGTH:
+        raise SettingsError(
+            "SECRET_KEY",
+            f"must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters when APP_ENV=production",
+        )
+
+
+def _choice(
+    env: Mapping[str, str],
+    name: str,
+    choices: tuple[_Choice, ...],
+    default: _Choice,
+    *,
+    upper: bool = False,
+) -> _Choice:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.upper() if upper else raw.lower()
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise SettingsError(name, f"must be one of {', '.join(choices)} (got {raw!r})")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a whole number (got {raw!r})") from None
+    if value < minimum:
+        raise SettingsError(name, f"must be at least {minimum} (got {value})")
+    return value
