@@ -1,0 +1,109 @@
+"""Real gunicorn processes for tests: start on a free loopback port, wait, read logs, stop."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """An environment with only what a server needs: PATH, HOME and the given variables."""
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
+    env.update(overrides)
+    return env
+
+
+def get(
+    port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 10
+) -> tuple[int, dict[str, str], bytes]:
+    """GET `path` from 127.0.0.1:`port`; return status, headers and body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Gunicorn:
+    """One gunicorn master started with `gunicorn -c gunicorn.conf.py`, as the image runs it."""
+
+    log_dir: Path
+    env: dict[str, str]
+    args: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True, timeout: float = 20) -> Gunicorn:
+        """Start the master; with `wait`, return once /healthz answers."""
+        env = {"GUNICORN_BIND": f"127.0.0.1:{self.port}", **self.env}
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *self.args]
+        # Files, not pipes: a chatty server can never block on a full pipe.
+        with (
+            (self.log_dir / "stdout.log").open("wb") as out,
+            (self.log_dir / "stderr.log").open("wb") as err,
+        ):
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        """Poll /healthz until it answers 200; fail with the logs if the master dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gunicorn exited {self.proc.returncode}:\n{self.stderr()}")
+            try:
+                if get(self.port, "/healthz", timeout=1)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"gunicorn not ready after {timeout}s:\n{self.stderr()}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send `sig` to the master and return its exit status (killing it after `timeout`)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def stdout(self) -> str:
+        """Everything the server wrote to stdout so far."""
+        return (self.log_dir / "stdout.log").read_text(errors="replace")
+
+    def stderr(self) -> str:
+        """Everything the server wrote to stderr so far."""
+        return (self.log_dir / "stderr.log").read_text(errors="replace")
+
+    def json_lines(self, stream: str = "stdout") -> list[dict[str, Any]]:
+        """Parse every line of `stream` as JSON (fails on the first line that is not)."""
+        text = self.stdout() if stream == "stdout" else self.stderr()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,138 @@
+"""Settings are read from a mapping, validated at boot, and name the variable on error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from app.settings import DEVELOPMENT_SECRET_KEY, Settings, SettingsError
+
+# 64 hex digits, the shape `secrets.token_hex(32)` produces.
+GOOD_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": GOOD_KEY}
+
+
+def test_empty_environment_gives_development_defaults() -> None:
+    """An empty environment is a working development setup."""
+    settings = Settings.from_env({})
+    assert settings.app_env == "development"
+    assert settings.log_format == "text"
+    assert settings.log_level == "INFO"
+    assert settings.tracking_id_header == "X-Tracking-ID"
+    assert settings.max_content_length == 1024 * 1024
+    assert settings.uses_development_secret is True
+    assert settings.secret_key == DEVELOPMENT_SECRET_KEY
+
+
+def test_proxy_fix_hop_counts_default_to_zero() -> None:
+    """No proxy headers are trusted unless a hop count is configured."""
+    settings = Settings.from_env({})
+    counts = [
+        settings.proxy_fix_x_for,
+        settings.proxy_fix_x_proto,
+        settings.proxy_fix_x_host,
+        settings.proxy_fix_x_port,
+        settings.proxy_fix_x_prefix,
+    ]
+    assert counts == [0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param(PRODUCTION, id="production"),
+        pytest.param({"APP_ENV": "test"}, id="test"),
+    ],
+)
+def test_log_format_defaults_to_json_outside_development(environ: dict[str, str]) -> None:
+    """Production and test write JSON lines unless LOG_FORMAT says otherwise."""
+    assert Settings.from_env(environ).log_format == "json"
+
+
+@pytest.mark.parametrize(
+    ("environ", "name"),
+    [
+        pytest.param({"APP_ENV": "staging"}, "APP_ENV", id="unknown-app-env"),
+        pytest.param({"LOG_LEVEL": "verbose"}, "LOG_LEVEL", id="unknown-log-level"),
+        pytest.param({"LOG_FORMAT": "xml"}, "LOG_FORMAT", id="unknown-log-format"),
+        pytest.param({"PROXY_FIX_X_FOR": "-1"}, "PROXY_FIX_X_FOR", id="negative-x-for"),
+        pytest.param({"PROXY_FIX_X_PROTO": "one"}, "PROXY_FIX_X_PROTO", id="word-x-proto"),
+        pytest.param({"PROXY_FIX_X_HOST": "1.5"}, "PROXY_FIX_X_HOST", id="fraction-x-host"),
+        pytest.param({"PROXY_FIX_X_PORT": "x"}, "PROXY_FIX_X_PORT", id="letter-x-port"),
+        pytest.param({"PROXY_FIX_X_PREFIX": "-2"}, "PROXY_FIX_X_PREFIX", id="negative-x-prefix"),
+        pytest.param({"MAX_CONTENT_LENGTH": "0"}, "MAX_CONTENT_LENGTH", id="zero-body-limit"),
+        pytest.param({"MAX_CONTENT_LENGTH": "abc"}, "MAX_CONTENT_LENGTH", id="word-body-limit"),
+        pytest.param({"TRACKING_ID_HEADER": "X Bad"}, "TRACKING_ID_HEADER", id="header-space"),
+        pytest.param({"TRACKING_ID_HEADER": "X-Id\r\n"}, "TRACKING_ID_HEADER", id="header-crlf"),
+        pytest.param({"APP_ENV": "production"}, "SECRET_KEY", id="production-no-key"),
+        pytest.param(
+            {"APP_ENV": "production", "SECRET_KEY": " " * 40}, "SECRET_KEY", id="blank-key"
+        ),
+        pytest.param(
+            {"APP_ENV": "production", "SECRET_KEY": "changeme"}, "SECRET_KEY", id="changeme"
+        ),
+        pytest.param({"APP_ENV": "production", "SECRET_KEY": "dev"}, "SECRET_KEY", id="dev"),
+        pytest.param({"APP_ENV": "production", "SECRET_KEY": "secret"}, "SECRET_KEY", id="secret"),
+        pytest.param(
+            {"APP_ENV": "production", "SECRET_KEY": "a1b2c3d4e5f6a7b8c9d0"},
+            "SECRET_KEY",
+            id="production-short-key",
+        ),
+    ],
+)
+def test_bad_environment_is_refused_naming_the_variable(environ: dict[str, str], name: str) -> None:
+    """Each bad value raises SettingsError with a one-line message that starts with its name."""
+    with pytest.raises(SettingsError) as excinfo:
+        Settings.from_env(environ)
+    message = str(excinfo.value)
+    assert excinfo.value.name == name
+    assert message.startswith(f"{name}:")
+    assert "\n" not in message
+
+
+def test_secret_key_error_never_shows_the_secret() -> None:
+    """A refused SECRET_KEY is named in the error, its value is not."""
+    with pytest.raises(SettingsError) as excinfo:
+        Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "Zq7-unique-k3y"})
+    assert "Zq7-unique-k3y" not in str(excinfo.value)
+
+
+def test_random_key_is_accepted_in_production() -> None:
+    """A 64-hex-digit key passes the production checks and is used as given."""
+    settings = Settings.from_env(PRODUCTION)
+    assert settings.app_env == "production"
+    assert settings.secret_key == GOOD_KEY
+    assert settings.uses_development_secret is False
+
+
+@pytest.mark.parametrize("app_env", ["development", "test"])
+def test_given_secret_key_is_kept_outside_production(app_env: str) -> None:
+    """A SECRET_KEY set in development or test replaces the development key."""
+    settings = Settings.from_env({"APP_ENV": app_env, "SECRET_KEY": "local-key"})
+    assert settings.secret_key == "local-key"
+    assert settings.uses_development_secret is False
+
+
+def test_log_level_is_case_insensitive() -> None:
+    """LOG_LEVEL=debug is read as DEBUG."""
+    assert Settings.from_env({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+
+def test_app_env_is_case_insensitive() -> None:
+    """APP_ENV=Test is read as test."""
+    assert Settings.from_env({"APP_ENV": "Test"}).app_env == "test"
+
+
+def test_settings_are_frozen() -> None:
+    """Settings cannot be changed after boot."""
+    settings = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.app_env = "production"  # type: ignore[misc]
+
+
+def test_direct_construction_is_validated_too() -> None:
+    """Settings(app_env="production") with the development key is refused, not only from_env."""
+    with pytest.raises(SettingsError) as excinfo:
+        Settings(app_env="production")
+    assert excinfo.value.name == "SECRET_KEY"
