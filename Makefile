@@ -11,7 +11,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 PYTEST_ARGS ?=
 
-.PHONY: help install serve test lint typecheck check lock clean
+.PHONY: help install migrate revision serve test lint typecheck check lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,7 +26,14 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.synced ## Create .venv from uv.lock (runtime and dev dependencies)
 
-serve: install ## Serve the app on http://127.0.0.1:8000 (embedded SQLite, no other service)
+migrate: install ## Apply database migrations (alembic upgrade head)
+	$(VENV)/bin/alembic upgrade head
+
+revision: install ## Write a migration from model changes: make revision m="add widgets"
+	@test -n "$(m)" || { echo 'usage: make revision m="what changed"'; exit 2; }
+	$(VENV)/bin/alembic revision --autogenerate -m "$(m)"
+
+serve: migrate ## Migrate, then serve http://127.0.0.1:8000 (embedded SQLite, no other service)
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py
 
 test: install ## Run the whole test suite (PostgreSQL and nginx tests skip if absent)

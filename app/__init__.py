@@ -7,7 +7,8 @@ import logging
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import errors, health
+from app import db, errors, health
+from app.api import items
 from app.log import configure_logging
 from app.middleware.tracking import TrackingIdMiddleware, expose_in_g
 from app.responses import JSONProvider
@@ -36,7 +37,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.before_request(expose_in_g)
     errors.init_app(app)
+    db.init_app(app, settings)
     app.register_blueprint(health.bp)
+    app.register_blueprint(items.bp)
 
     # Outermost first: the tracking id wraps everything, so even a failure in ProxyFix or
     # Flask itself answers with the header; ProxyFix then rewrites the environ for Flask.

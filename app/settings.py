@@ -52,6 +52,9 @@ MIN_PRODUCTION_SECRET_LENGTH = 32
 # nginx's client_max_body_size (nginx/) must be at least this; a test checks they agree.
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
+# The embedded default: a SQLite file under ./data (created on demand, ignored by git).
+DEFAULT_DATABASE_URL = "sqlite:///data/app.db"
+
 # RFC 9110 token characters: what a header name may hold.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _Choice = TypeVar("_Choice", bound=str)
@@ -71,7 +74,22 @@ class Settings:
 
     app_env: AppEnv = "development"
     secret_key: str = DEVELOPMENT_SECRET_KEY
-    database_url: str = "sqlite:///data/app.db"
+    database_url: str = DEFAULT_DATABASE_URL
+    # Pool sizing: connections per worker process. Under gevent, gunicorn.conf.py raises the
+    # pool to match worker connections (each greenlet holds at most one connection).
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
+    # Seconds a request waits for a pooled connection before it gets a 503: short, and well
+    # under gunicorn's timeout, so an exhausted pool never turns into a WORKER TIMEOUT.
+    db_pool_timeout: float = 5.0
+    # Seconds after which a pooled connection is replaced, ahead of server or proxy idle
+    # cut-offs (PgBouncer, cloud load balancers) that would otherwise break it mid-request.
+    db_pool_recycle: int = 1800
+    # PostgreSQL: seconds to wait for a connection (libpq treats values below 2 as 2).
+    db_connect_timeout: int = 5
+    # PostgreSQL: milliseconds before the server cancels a statement; below gunicorn's timeout
+    # so a runaway query ends as a clean error instead of a killed worker. 0 disables it.
+    db_statement_timeout_ms: int = 10_000
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
     tracking_id_header: str = "X-Tracking-ID"
@@ -84,6 +102,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_secret_key(self.app_env, self.secret_key)
+        object.__setattr__(self, "database_url", normalise_database_url(self.database_url))
         if not _HEADER_NAME.fullmatch(self.tracking_id_header):
             raise SettingsError("TRACKING_ID_HEADER", "must be a valid HTTP header name")
 
@@ -110,7 +129,13 @@ class Settings:
         return cls(
             app_env=app_env,
             secret_key=secret_key,
-            database_url=env.get("DATABASE_URL") or cls.database_url,
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            db_pool_size=_int(env, "DB_POOL_SIZE", 5, minimum=1),
+            db_max_overflow=_int(env, "DB_MAX_OVERFLOW", 5, minimum=0),
+            db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", 5.0, minimum=0.1),
+            db_pool_recycle=_int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
+            db_connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
+            db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 10_000, minimum=0),
             log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, default_format),
             tracking_id_header=env.get("TRACKING_ID_HEADER", "X-Tracking-ID"),
@@ -123,6 +148,26 @@ class Settings:
                 env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, minimum=1
             ),
         )
+
+
+def normalise_database_url(raw: str) -> str:
+    """Return `raw` with an explicit driver: `postgres://` and `postgresql://` use psycopg2.
+
+    Raises `SettingsError` for anything but a PostgreSQL or SQLite URL.
+    """
+    scheme, sep, rest = raw.strip().partition("://")
+    if not sep:
+        raise SettingsError("DATABASE_URL", "must be a URL such as postgresql://user@host/db")
+    if scheme in {"postgres", "postgresql", "postgresql+psycopg2"}:
+        return f"postgresql+psycopg2://{rest}"
+    if scheme in {"sqlite", "sqlite+pysqlite"}:
+        if rest in {"", "/", "/:memory:"}:
+            # Every pooled connection would open its own, empty, in-memory database.
+            raise SettingsError("DATABASE_URL", "must name a SQLite file, not :memory:")
+        return f"sqlite://{rest}"
+    raise SettingsError(
+        "DATABASE_URL", f"must start with postgresql:// or sqlite:// (got {scheme}://)"
+    )
 
 
 def _check_secret_key(app_env: AppEnv, secret_key: str) -> None:
@@ -167,4 +212,17 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
         raise SettingsError(name, f"must be a whole number (got {raw!r})") from None
     if value < minimum:
         raise SettingsError(name, f"must be at least {minimum} (got {value})")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a number of seconds (got {raw!r})") from None
+    if not value >= minimum:  # also refuses nan
+        raise SettingsError(name, f"must be at least {minimum} (got {raw})")
     return value

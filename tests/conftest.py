@@ -1,4 +1,9 @@
-"""Fixtures shared by the whole suite: the app, its client, captured JSON log lines."""
+"""Fixtures shared by the whole suite: the app, its client, captured JSON log lines, and
+migrated databases (SQLite always; PostgreSQL when its server binaries are installed).
+
+Tests that need PostgreSQL skip with a message saying what to install, unless
+KIT_REQUIRE_SERVICES=1 (CI sets it), which turns the skip into a failure.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,23 @@ import contextlib
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import create_app
+from app.db import Database
 from app.settings import Settings
+from tests.postgres import PostgresServer, postgres_unavailable_reason
+from tests.processes import ROOT
 
 LogReader = Callable[[], list[dict[str, Any]]]
 
@@ -44,6 +56,55 @@ class ClosingClient(FlaskClient):
 AppFactory = Callable[..., Flask]
 
 
+def require_service(reason: str) -> None:
+    """Skip for a missing service, or fail when CI demands every service (KIT_REQUIRE_SERVICES)."""
+    if os.environ.get("KIT_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"KIT_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database at `database_url` to the latest migration, as `make migrate` does."""
+    config = Config(toml_file=str(ROOT / "pyproject.toml"))
+    config.attributes["settings"] = Settings(app_env="test", database_url=database_url)
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL server owned by this test session (stopped at the end)."""
+    reason = postgres_unavailable_reason()
+    if reason:
+        require_service(reason)
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresServer) -> str:
+    """A migrated PostgreSQL database shared by the session's transactional tests."""
+    url = postgres.create_database("kit_test")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite database file shared by the session's transactional tests."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kit.db'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each migrated backend in turn: the same test runs on SQLite and on PostgreSQL."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
 @pytest.fixture
 def log_stream() -> io.StringIO:
     """Where the app's log handler writes during a test, instead of stdout."""
@@ -51,11 +112,16 @@ def log_stream() -> io.StringIO:
 
 
 @pytest.fixture
-def make_app(log_stream: io.StringIO) -> AppFactory:
+def make_app(log_stream: io.StringIO, tmp_path: Path) -> AppFactory:
     """Return a function building an app from Settings keywords (test env, JSON logs)."""
 
     def make(**overrides: Any) -> Flask:
-        values: dict[str, Any] = {"app_env": "test", "log_format": "json", "log_level": "DEBUG"}
+        values: dict[str, Any] = {
+            "app_env": "test",
+            "log_format": "json",
+            "log_level": "DEBUG",
+            "database_url": f"sqlite:///{tmp_path / 'app.db'}",
+        }
         # The app's handler writes to whatever sys.stdout is when it is built.
         with contextlib.redirect_stdout(log_stream):
             app = create_app(Settings(**(values | overrides)))
@@ -69,6 +135,31 @@ def make_app(log_stream: io.StringIO) -> AppFactory:
 def app(make_app: AppFactory) -> Flask:
     """The application with test settings and its log lines captured in `log_stream`."""
     return make_app()
+
+
+@pytest.fixture
+def db_app(make_app: AppFactory, database_url: str) -> Iterator[Flask]:
+    """The app on a migrated backend, each test inside a transaction rolled back after it.
+
+    The app's sessions join the outer transaction through savepoints, so a view's commit()
+    commits only its savepoint and nothing outlives the test.
+    """
+    app = make_app(database_url=database_url)
+    db: Database = app.extensions["db"]
+    connection = db.engine.connect()
+    transaction = connection.begin()
+    db.session.configure(bind=connection, join_transaction_mode="create_savepoint")
+    yield app
+    db.session.remove()
+    transaction.rollback()
+    connection.close()
+    db.engine.dispose()
+
+
+@pytest.fixture
+def db_client(db_app: Flask) -> FlaskClient:
+    """Test client of `db_app`."""
+    return db_app.test_client()
 
 
 @pytest.fixture

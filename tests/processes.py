@@ -84,7 +84,7 @@ class Gunicorn:
         raise AssertionError(f"gunicorn not ready after {timeout}s:\n{self.stderr()}")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
-        """Send `sig` to the master and return its exit status (killing it after `timeout`)."""
+        """Send `sig` to the master and return its exit status; fail if it outlives `timeout`."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -93,6 +93,9 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                raise AssertionError(
+                    f"gunicorn still running {timeout}s after {sig.name}:\n{self.stderr()}"
+                ) from None
         return self.proc.returncode
 
     def stdout(self) -> str:

@@ -33,7 +33,7 @@ print(len(names))
     assert int(result.stdout) >= 6
 
 
-def test_wsgi_module_holds_the_app() -> None:
+def test_wsgi_module_holds_the_app(tmp_path: Path) -> None:
     """`app.wsgi:app` is a Flask app built from the environment."""
     result = subprocess.run(
         [sys.executable, "-c", "from app.wsgi import app; print(type(app).__name__)"],
@@ -41,7 +41,7 @@ def test_wsgi_module_holds_the_app() -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={"APP_ENV": "test"},
+        env={"APP_ENV": "test", "DATABASE_URL": f"sqlite:///{tmp_path}/app.db"},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "Flask"

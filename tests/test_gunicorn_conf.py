@@ -16,7 +16,10 @@ from tests.processes import ROOT, Gunicorn, base_env, get
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Gunicorn]:
     """A real gunicorn with the kit's configuration and no environment of its own."""
-    gunicorn = Gunicorn(tmp_path, base_env(WEB_CONCURRENCY="2", LOG_FORMAT="json")).start()
+    env = base_env(
+        WEB_CONCURRENCY="2", LOG_FORMAT="json", DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"
+    )
+    gunicorn = Gunicorn(tmp_path, env).start()
     yield gunicorn
     gunicorn.stop()
 

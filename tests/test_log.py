@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from flask import Flask, current_app
@@ -186,11 +187,11 @@ def test_log_level_setting_is_applied(
     assert [r["message"] for r in read_logs()] == ["kept"]
 
 
-def test_flask_adds_no_handler_of_its_own() -> None:
+def test_flask_adds_no_handler_of_its_own(tmp_path: Path) -> None:
     """In a fresh interpreter (no pytest handlers), the root handler is the only one."""
     code = (
         "import logging; from app import create_app; from app.settings import Settings\n"
-        "app = create_app(Settings(app_env='test'))\n"
+        f"app = create_app(Settings(app_env='test', database_url='sqlite:///{tmp_path}/a.db'))\n"
         "print(len(app.logger.handlers), len(logging.getLogger().handlers))"
     )
     result = subprocess.run(

@@ -1,0 +1,117 @@
+"""The example resource, `/api/items`: copy this file to add your own.
+
+    POST   /api/items                  create            201, 409 if the name is taken
+    GET    /api/items?limit=&offset=   list a page       200 with items and total
+    GET    /api/items/<id>             read              200, 404
+    PUT    /api/items/by-name/<name>   create or update  201 created, 200 updated
+    DELETE /api/items/<id>             delete            200 with the deleted item, 404
+
+Bad input answers 400 naming the field and the rule; nothing is stored by a rejected request.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from flask import Blueprint, Response, abort, request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from app.api.validation import MAX_INT, parse_body, parse_int
+from app.db import get_session
+from app.models import Item, utcnow
+from app.responses import created, ok
+from app.upsert import upsert
+
+bp = Blueprint("items", __name__, url_prefix="/api/items")
+
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+Quantity = Annotated[int, Field(ge=0, le=MAX_INT)]
+Note = Annotated[str, Field(max_length=1000)] | None
+
+
+class ItemCreate(BaseModel):
+    """Body of POST /api/items."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    quantity: Quantity = 0
+    note: Note = None
+
+
+class ItemPut(BaseModel):
+    """Body of PUT /api/items/by-name/<name>: the item's new state."""
+
+    model_config = ConfigDict(extra="forbid")
+    quantity: Quantity
+    note: Note = None
+
+
+def _item_id(raw: str) -> int:
+    return parse_int(raw, "id", default=0, minimum=1, maximum=MAX_INT)
+
+
+def _get_or_404(item_id: int) -> Item:
+    item = get_session().get(Item, item_id)
+    if item is None:
+        abort(404, f"item {item_id} not found")
+    return item
+
+
+@bp.post("")
+def create_item() -> Response:
+    """Create an item; 409 when the name is taken."""
+    body = parse_body(ItemCreate)
+    session = get_session()
+    now = utcnow()
+    row = body.model_dump() | {"created_at": now, "updated_at": now}
+    written = upsert(session, Item, [row], conflict=["name"])
+    if not written:
+        abort(409, f"an item named {body.name!r} already exists")
+    session.commit()
+    return created(written[0].obj.to_dict())
+
+
+@bp.get("")
+def list_items() -> Response:
+    """Return one page of items, oldest first, and the total count."""
+    limit = parse_int(request.args.get("limit"), "limit", default=20, minimum=1, maximum=100)
+    offset = parse_int(request.args.get("offset"), "offset", default=0, minimum=0, maximum=MAX_INT)
+    session = get_session()
+    items = session.scalars(select(Item).order_by(Item.id).limit(limit).offset(offset))
+    total = session.scalar(select(func.count()).select_from(Item))
+    page = [item.to_dict() for item in items]
+    return ok({"items": page, "total": total, "limit": limit, "offset": offset})
+
+
+@bp.get("/<item_id>")
+def get_item(item_id: str) -> Response:
+    """Return one item."""
+    return ok(_get_or_404(_item_id(item_id)).to_dict())
+
+
+@bp.put("/by-name/<name>")
+def put_item(name: str) -> Response:
+    """Create the item called `name` or replace its quantity and note."""
+    if not 1 <= len(name) <= 100:
+        abort(400, "name: must be 1 to 100 characters")
+    body = parse_body(ItemPut)
+    session = get_session()
+    now = utcnow()
+    row = body.model_dump() | {"name": name, "created_at": now, "updated_at": now}
+    (written,) = upsert(
+        session, Item, [row], conflict=["name"], update=["quantity", "note", "updated_at"]
+    )
+    session.commit()
+    item = written.obj.to_dict()
+    return created(item) if written.inserted else ok(item, msg="updated")
+
+
+@bp.delete("/<item_id>")
+def delete_item(item_id: str) -> Response:
+    """Delete one item and return it."""
+    item = _get_or_404(_item_id(item_id))
+    session = get_session()
+    session.delete(item)
+    session.commit()
+    return ok(item.to_dict(), msg="deleted")

@@ -1,0 +1,52 @@
+"""Request input parsing whose errors name the field and the rule (400 in the envelope).
+
+Bodies are validated with pydantic models in strict mode: "5" is not an integer, unknown
+fields are refused, and every message reads `field: rule`, for example
+`quantity: Input should be greater than or equal to 0`.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import BadRequest
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# PostgreSQL INTEGER's range: a larger id or count would fail in the database, not here.
+MAX_INT = 2**31 - 1
+
+
+def parse_body(model: type[ModelT]) -> ModelT:
+    """Validate the JSON body against `model`, or raise 400 naming each broken field."""
+    body = request.get_json()  # 400 for a wrong content type or invalid JSON (app/errors.py)
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return model.model_validate(body, strict=True)
+    except ValidationError as exc:
+        raise BadRequest(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """Return pydantic's errors as `field: rule; field: rule`."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in err["loc"]) or "body"
+        parts.append(f"{field}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_int(raw: str | None, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """Parse a path or query value as an integer in range, or raise 400 naming it."""
+    if raw is None:
+        return default
+    rule = f"{name}: must be an integer from {minimum} to {maximum}"
+    if not raw.isascii() or not raw.lstrip("-").isdigit():
+        raise BadRequest(rule)
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise BadRequest(rule)
+    return value

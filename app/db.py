@@ -1,0 +1,185 @@
+"""The database: one engine and one scoped session registry per process, on plain SQLAlchemy 2.
+
+Views get their session with `get_session()`; it is removed (rolled back if still open,
+connection returned to the pool) when the request ends, also when the view raised. Work
+outside requests (CLI commands, threads, jobs) uses `Database.session_scope()`.
+
+Sessions are scoped per thread. gevent's monkey patching makes `threading.local` local to
+each greenlet, so the same registry is correct under sync, threaded and gevent workers.
+
+The engine is created by `create_app`, never at import. If the app is built before a fork
+(gunicorn `preload_app`), the child drops the inherited pool without closing the parent's
+connections, as SQLAlchemy's "Using Connection Pools with Multiprocessing or os.fork()"
+page prescribes: https://docs.sqlalchemy.org/en/20/core/pooling.html#pooling-multiprocessing
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, current_app
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from app.middleware.tracking import tracking_scope
+from app.responses import error
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How long a SQLite writer waits for another process's write lock before failing. The pool
+# holds one connection per process, so waits inside a process queue on the pool instead.
+SQLITE_BUSY_TIMEOUT_S = 10.0
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Create the engine for `settings.database_url` with the kit's pool and timeouts."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # One connection per process: SQLite has one writer at a time anyway, and greenlets
+        # then wait on the pool (cooperatively) rather than in SQLite's blocking busy loop.
+        engine = create_engine(
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=settings.db_pool_timeout,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    options = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        # Test each connection on checkout, so the first request after a database restart
+        # reconnects instead of failing on a dead socket.
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": settings.db_connect_timeout, "options": options},
+    )
+
+
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN instead of the driver, which would start
+    # transactions late and as DEFERRED (SQLAlchemy's pysqlite "Serializable isolation" recipe).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run during a write; NORMAL sync is durable in WAL mode except on power
+    # loss; SQLite leaves foreign keys off unless asked, per connection.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock when the transaction starts. A DEFERRED transaction
+    # that reads and then writes cannot wait for the lock and fails at once with "database
+    # is locked" when another process wrote in between.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """The process's engine and its thread- (or greenlet-) scoped session registry."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = build_engine(settings)
+        self.session = scoped_session(sessionmaker(self.engine, expire_on_commit=False))
+        engine_ref = weakref.ref(self.engine)
+
+        def drop_inherited_pool() -> None:
+            engine = engine_ref()
+            if engine is not None:
+                engine.dispose(close=False)
+
+        os.register_at_fork(after_in_child=drop_inherited_pool)
+
+    @contextmanager
+    def session_scope(self, tracking_id: str | None = None) -> Iterator[Session]:
+        """Yield a session for work outside a request: committed on success, always removed.
+
+        Log records inside carry `tracking_id` (a fresh one when None).
+        """
+        with tracking_scope(tracking_id):
+            session = self.session()
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                self.session.remove()
+
+    def is_ready(self, timeout: float) -> bool:
+        """Return whether `SELECT 1` succeeds within `timeout` seconds.
+
+        The query runs in a helper thread (a greenlet under gevent) so a database that accepts
+        connections but never answers cannot hold the caller past `timeout`.
+        """
+        answered = threading.Event()
+
+        def check() -> None:
+            try:
+                with self.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                answered.set()
+            except sa_exc.SQLAlchemyError as exc:
+                log.warning("readiness check failed: %s", type(exc).__name__)
+
+        threading.Thread(target=check, name="readiness-check", daemon=True).start()
+        return answered.wait(timeout)
+
+
+def get_db() -> Database:
+    """Return the current app's `Database`."""
+    db: Database = current_app.extensions["db"]
+    return db
+
+
+def get_session() -> Session:
+    """Return the session for the current request (or thread)."""
+    return get_db().session()
+
+
+def handle_database_error(exc: sa_exc.SQLAlchemyError) -> Response:
+    """Roll back, then answer 503 when the database is unreachable or busy, else 500."""
+    get_db().session.remove()
+    unavailable = isinstance(exc, sa_exc.TimeoutError | sa_exc.OperationalError) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    )
+    if unavailable:
+        log.warning("database unavailable: %s", type(exc).__name__, exc_info=exc)
+        return error(503, "database unavailable, retry shortly", {"Retry-After": "1"})
+    log.error("database error", exc_info=exc)
+    return error(500, "internal server error")
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Create the process's `Database` and tie sessions to the request lifecycle."""
+    db = Database(settings)
+    app.extensions["db"] = db
+
+    def remove_session(_: BaseException | None) -> None:
+        db.session.remove()
+
+    app.teardown_appcontext(remove_session)
+    handler: Any = handle_database_error
+    app.register_error_handler(sa_exc.SQLAlchemyError, handler)

@@ -1,0 +1,83 @@
+"""INSERT ... ON CONFLICT in one statement, on PostgreSQL and SQLite alike.
+
+    rows = upsert(session, Item, [{"name": "bolt", "quantity": 3}], conflict=["name"])
+    rows = upsert(session, Item, values, conflict=["name"], update=["quantity", "updated_at"])
+    rows = upsert(session, Item, values, conflict=["name"], update=["quantity"],
+                  where=lambda excluded: Item.quantity != excluded.quantity)
+
+Each result is an `Upserted(obj, inserted)`: the row as written (RETURNING, loaded as an ORM
+object) and whether it was inserted (True) or updated (False). Rows left alone, because of
+DO NOTHING or a false `where`, are not in the result.
+
+Both dialects' `insert()` share the on-conflict API
+(https://docs.sqlalchemy.org/en/20/orm/queryguide/dml.html#orm-upsert-statements), so only
+telling inserts from updates differs: PostgreSQL reports it per row (`xmax = 0` on a freshly
+inserted row); on SQLite the conflicting keys are read first, in the same transaction,
+which the kit starts with BEGIN IMMEDIATE (app/db.py), so no other writer can interleave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Boolean, ColumnElement, literal_column, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Session
+
+ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+Where = Callable[[Any], ColumnElement[bool]]
+
+
+@dataclass(frozen=True)
+class Upserted(Generic[ModelT]):
+    """One row written by `upsert`."""
+
+    obj: ModelT
+    inserted: bool
+
+
+def upsert(
+    session: Session,
+    model: type[ModelT],
+    values: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] | None = None,
+    where: Where | None = None,
+) -> list[Upserted[ModelT]]:
+    """Insert `values`; on a conflict over the `conflict` columns do nothing or `update`.
+
+    :param update: columns to overwrite from the new values; None means DO NOTHING.
+    :param where: given the `excluded` row, a condition the update must meet.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect not in {"postgresql", "sqlite"}:
+        raise NotImplementedError(f"upsert supports PostgreSQL and SQLite, not {dialect}")
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).values([dict(row) for row in values])
+    if update is None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    else:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(conflict),
+            set_={name: stmt.excluded[name] for name in update},
+            where=where(stmt.excluded) if where else None,
+        )
+    options = {"populate_existing": True}  # RETURNING refreshes objects already loaded
+
+    if dialect == "postgresql":
+        inserted = literal_column("xmax = 0", Boolean)
+        rows = session.execute(stmt.returning(model, inserted), execution_options=options)
+        return [Upserted(obj, flag) for obj, flag in rows.tuples()]
+
+    columns = [getattr(model, name) for name in conflict]
+    keys = [tuple(row[name] for name in conflict) for row in values]
+    existing = set(session.execute(select(*columns).where(tuple_(*columns).in_(keys))).tuples())
+    objs = session.scalars(stmt.returning(model), execution_options=options).all()
+    return [Upserted(obj, _key(obj, conflict) not in existing) for obj in objs]
+
+
+def _key(obj: DeclarativeBase, conflict: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(getattr(obj, name) for name in conflict)

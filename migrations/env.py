@@ -1,0 +1,84 @@
+"""Alembic environment: the database URL, engine and logging come from the app's settings.
+
+Run by `alembic upgrade head` (make migrate) and `alembic revision --autogenerate`. On
+PostgreSQL every run holds an advisory lock, so replicas that start their migration step at
+the same moment run one after another: the first applies the schema, the others find it
+current and exit 0. On SQLite the kit's BEGIN IMMEDIATE serialises them the same way.
+"""
+
+import dataclasses
+from typing import Any
+
+from alembic import context
+from alembic.autogenerate.api import AutogenContext
+from sqlalchemy import text
+
+from app.db import build_engine
+from app.log import configure_logging
+from app.models import Base, UTCDateTime
+from app.settings import Settings, SettingsError
+
+# Any fixed 64-bit number, the same in every replica: the key of the migration lock.
+MIGRATION_LOCK_ID = 7_331_001
+
+
+def load_settings() -> Settings:
+    """Settings passed in by a caller (tests), or read from the environment (the CLI)."""
+    given = context.config.attributes.get("settings")
+    if isinstance(given, Settings):
+        return given
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+    configure_logging(settings)
+    return settings
+
+
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+    """Write the app's column types as plain SQLAlchemy types, so migrations import nothing
+    from the app (a migration must keep working after the model code changes)."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def run_migrations_offline(settings: Settings) -> None:
+    """Print the SQL instead of running it (`alembic upgrade head --sql`)."""
+    context.configure(url=settings.database_url, target_metadata=Base.metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online(settings: Settings) -> None:
+    """Apply the migrations to the database, holding the migration lock on PostgreSQL."""
+    # No statement timeout here: a migration may legitimately rewrite a large table.
+    engine = build_engine(dataclasses.replace(settings, db_statement_timeout_ms=0))
+    try:
+        with engine.connect() as connection:
+            postgres = connection.dialect.name == "postgresql"
+            if postgres:
+                # A session-level lock: it outlives the commit below and every migration's
+                # transaction, until it is released or the connection closes.
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+                connection.commit()
+            context.configure(
+                connection=connection,
+                target_metadata=Base.metadata,
+                # SQLite alters tables by copying them; batch mode writes those migrations.
+                render_as_batch=connection.dialect.name == "sqlite",
+                render_item=render_item,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+            if postgres:
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
+                connection.commit()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline(load_settings())
+else:
+    run_migrations_online(load_settings())
