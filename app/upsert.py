@@ -70,11 +70,13 @@ def upsert(
     if dialect == "postgresql":
         inserted = literal_column("xmax = 0", Boolean)
         rows = session.execute(stmt.returning(model, inserted), execution_options=options)
-        return [Upserted(obj, flag) for obj, flag in rows.tuples()]
+        return [Upserted(obj, flag) for obj, flag in rows]
 
     columns = [getattr(model, name) for name in conflict]
     keys = [tuple(row[name] for name in conflict) for row in values]
-    existing = set(session.execute(select(*columns).where(tuple_(*columns).in_(keys))).tuples())
+    existing = {
+        tuple(row) for row in session.execute(select(*columns).where(tuple_(*columns).in_(keys)))
+    }
     objs = session.scalars(stmt.returning(model), execution_options=options).all()
     return [Upserted(obj, _key(obj, conflict) not in existing) for obj in objs]
 
