@@ -55,7 +55,12 @@ class Item(Base):
     """The example resource: a named stock item."""
 
     __tablename__ = "items"
-    __table_args__ = (CheckConstraint("quantity >= 0", name="quantity_not_negative"),)
+    __table_args__ = (
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        # SQLite would otherwise hand a deleted row's id to the next insert; a client still
+        # holding the old id would then read or delete a different item.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)

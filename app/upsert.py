@@ -52,6 +52,11 @@ def upsert(
     :param update: columns to overwrite from the new values; None means DO NOTHING.
     :param where: given the `excluded` row, a condition the update must meet.
     """
+    keys = [tuple(row[name] for name in conflict) for row in values]
+    if len(set(keys)) != len(keys):
+        # PostgreSQL refuses to touch one row twice in a statement; SQLite would report the
+        # rows wrongly. Refuse on both, before the database sees it.
+        raise ValueError(f"upsert: two rows share a value of the conflict columns {conflict}")
     dialect = session.get_bind().dialect.name
     if dialect not in {"postgresql", "sqlite"}:
         raise NotImplementedError(f"upsert supports PostgreSQL and SQLite, not {dialect}")
@@ -73,7 +78,6 @@ def upsert(
         return [Upserted(obj, flag) for obj, flag in rows]
 
     columns = [getattr(model, name) for name in conflict]
-    keys = [tuple(row[name] for name in conflict) for row in values]
     existing = {
         tuple(row) for row in session.execute(select(*columns).where(tuple_(*columns).in_(keys)))
     }

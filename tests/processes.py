@@ -31,17 +31,30 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def get(
-    port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 10
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
 ) -> tuple[int, dict[str, str], bytes]:
-    """GET `path` from 127.0.0.1:`port`; return status, headers and body."""
+    """Send one request to 127.0.0.1:`port` (JSON body if any); return status, headers, body."""
+    sent = {"Content-Type": "application/json", **(headers or {})} if body else headers or {}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path, headers=headers or {})
+        conn.request(method, path, body=body, headers=sent)
         response = conn.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
         conn.close()
+
+
+def get(
+    port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 10
+) -> tuple[int, dict[str, str], bytes]:
+    """GET `path` from 127.0.0.1:`port`; return status, headers and body."""
+    return request(port, "GET", path, headers=headers, timeout=timeout)
 
 
 @dataclass

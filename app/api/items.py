@@ -7,27 +7,33 @@
     DELETE /api/items/<id>             delete            200 with the deleted item, 404
 
 Bad input answers 400 naming the field and the rule; nothing is stored by a rejected request.
+
+`flask --app app.wsgi items count` shows how a CLI command (or any work outside a request)
+gets a session and a tracking id: `get_db().session_scope()`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
+import click
 from flask import Blueprint, Response, abort, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from app.api.validation import MAX_INT, parse_body, parse_int
-from app.db import get_session
+from app.api.validation import MAX_INT, Text, parse_body, parse_int
+from app.db import get_db, get_session
 from app.models import Item, utcnow
 from app.responses import created, ok
 from app.upsert import upsert
 
 bp = Blueprint("items", __name__, url_prefix="/api/items")
+log = logging.getLogger(__name__)
 
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+Name = Annotated[Text, Field(min_length=1, max_length=100)]
 Quantity = Annotated[int, Field(ge=0, le=MAX_INT)]
-Note = Annotated[str, Field(max_length=1000)] | None
+Note = Annotated[Text, Field(max_length=1000)] | None
 
 
 class ItemCreate(BaseModel):
@@ -93,8 +99,8 @@ def get_item(item_id: str) -> Response:
 @bp.put("/by-name/<name>")
 def put_item(name: str) -> Response:
     """Create the item called `name` or replace its quantity and note."""
-    if not 1 <= len(name) <= 100:
-        abort(400, "name: must be 1 to 100 characters")
+    if not 1 <= len(name) <= 100 or "\x00" in name:
+        abort(400, "name: must be 1 to 100 characters, without NUL characters")
     body = parse_body(ItemPut)
     session = get_session()
     now = utcnow()
@@ -115,3 +121,12 @@ def delete_item(item_id: str) -> Response:
     session.delete(item)
     session.commit()
     return ok(item.to_dict(), msg="deleted")
+
+
+@bp.cli.command("count")
+def count_items() -> None:
+    """Print how many items are stored."""
+    with get_db().session_scope() as session:
+        total = session.scalar(select(func.count()).select_from(Item))
+        log.info("counted %s items", total)
+    click.echo(total)

@@ -7,16 +7,35 @@ fields are refused, and every message reads `field: rule`, for example
 
 from __future__ import annotations
 
-from typing import TypeVar
+import re
+from typing import Annotated, TypeVar
 
 from flask import request
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
 # PostgreSQL INTEGER's range: a larger id or count would fail in the database, not here.
 MAX_INT = 2**31 - 1
+
+
+def storable(value: str) -> str:
+    """Refuse what a database cannot store as given: NUL characters (PostgreSQL refuses
+    them, SQLite keeps them) and lone surrogates (valid in JSON, not encodable as UTF-8)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+# The type for every string field of a request body: stored exactly, on every backend.
+Text = Annotated[str, AfterValidator(storable)]
 
 
 def parse_body(model: type[ModelT]) -> ModelT:
@@ -44,7 +63,7 @@ def parse_int(raw: str | None, name: str, *, default: int, minimum: int, maximum
     if raw is None:
         return default
     rule = f"{name}: must be an integer from {minimum} to {maximum}"
-    if not raw.isascii() or not raw.lstrip("-").isdigit():
+    if not _INTEGER.fullmatch(raw):
         raise BadRequest(rule)
     value = int(raw)
     if not minimum <= value <= maximum:

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.CheckConstraint("quantity >= 0", name=op.f("ck_items_quantity_not_negative")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_items")),
         sa.UniqueConstraint("name", name=op.f("uq_items_name")),
+        sqlite_autoincrement=True,
     )
     # ### end Alembic commands ###
 

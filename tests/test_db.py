@@ -1,0 +1,258 @@
+"""The database layer against real SQLite and a real PostgreSQL server: session lifecycle,
+timeouts, pool exhaustion, outages and restarts, and concurrent SQLite writers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import text
+
+from app.db import Database
+from app.models import Item, utcnow
+from tests.conftest import AppFactory, LogReader
+from tests.postgres import PostgresServer
+from tests.processes import ROOT, Gunicorn, base_env, request
+
+
+def _db(app: Flask) -> Database:
+    db: Database = app.extensions["db"]
+    return db
+
+
+def test_session_is_removed_after_a_request_even_when_the_view_raised(db_app: Flask) -> None:
+    """A failing view leaves no session behind, and its pending row is never stored."""
+
+    @db_app.get("/fail-after-add")
+    def fail_after_add() -> object:
+        _db(db_app).session().add(Item(name="ghost", created_at=utcnow(), updated_at=utcnow()))
+        raise RuntimeError("boom")
+
+    client = db_app.test_client()
+    assert client.get("/fail-after-add").status_code == 500
+    assert not _db(db_app).session.registry.has()
+    assert client.get("/api/items").json["data"]["total"] == 0  # type: ignore[index]
+
+
+def test_database_error_rolls_back_and_answers_500(db_app: Flask, read_logs: LogReader) -> None:
+    """A failed statement is rolled back, logged with its traceback, and the next request works."""
+
+    @db_app.get("/violate")
+    def violate() -> object:
+        session = _db(db_app).session()
+        session.execute(
+            text(
+                "INSERT INTO items (name, quantity, created_at, updated_at) "
+                "VALUES ('x', -1, '2026-01-01', '2026-01-01')"
+            )
+        )
+        return {}
+
+    client = db_app.test_client()
+    read_logs()
+    response = client.get("/violate", headers={"X-Tracking-ID": "db-err"})
+    assert response.status_code == 500
+    assert response.json is not None
+    assert response.json["msg"] == "internal server error"
+    assert any(line.get("exception") for line in read_logs() if line["tracking_id"] == "db-err")
+    assert client.get("/api/items").status_code == 200
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(make_app: AppFactory) -> None:
+    """Every SQLite connection is configured for concurrent use."""
+    with _db(make_app()).engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+
+
+def test_sqlite_data_directory_is_created_on_demand(make_app: AppFactory, tmp_path: Path) -> None:
+    """The embedded database's directory need not exist beforehand."""
+    target = tmp_path / "nested" / "dir" / "app.db"
+    with _db(make_app(database_url=f"sqlite:///{target}")).engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert target.exists()
+
+
+def test_postgres_connections_carry_the_statement_timeout(
+    make_app: AppFactory, postgres_url: str
+) -> None:
+    """DB_STATEMENT_TIMEOUT_MS reaches the server as statement_timeout."""
+    app = make_app(database_url=postgres_url, db_statement_timeout_ms=250)
+    with _db(app).engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "250ms"
+
+
+def test_exhausted_pool_answers_503_within_the_pool_timeout(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """With every pooled connection taken, a request gets 503 after DB_POOL_TIMEOUT, not a hang."""
+    app = make_app(
+        database_url=database_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.5
+    )
+    client = app.test_client()
+    with _db(app).engine.connect():  # holds the only connection
+        started = time.monotonic()
+        response = client.get("/api/items")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.json is not None
+    assert response.json["msg"] == "database unavailable, retry shortly"
+    assert response.headers["Retry-After"] == "1"
+    assert 0.4 < elapsed < 3
+    assert client.get("/api/items").status_code == 200
+
+
+@pytest.fixture
+def outage_app(
+    make_app: AppFactory, postgres_url: str, postgres: PostgresServer
+) -> Iterator[Flask]:
+    """An app on the session's PostgreSQL server; the server is running again afterwards."""
+    yield make_app(database_url=postgres_url, db_connect_timeout=2)
+    postgres.start()
+
+
+def test_first_request_after_a_postgres_restart_succeeds(
+    outage_app: Flask, postgres: PostgresServer
+) -> None:
+    """Pooled connections broken by a restart are replaced on checkout (pool_pre_ping)."""
+    client = outage_app.test_client()
+    assert client.get("/api/items").status_code == 200
+    postgres.restart()
+    assert client.get("/api/items").status_code == 200
+
+
+def test_postgres_down_gives_503_while_healthz_stays_200(
+    outage_app: Flask, postgres: PostgresServer
+) -> None:
+    """With the server stopped, data requests and /readyz answer 503 fast; /healthz 200."""
+    client = outage_app.test_client()
+    assert client.get("/readyz").status_code == 200
+    postgres.stop()
+    started = time.monotonic()
+    assert client.get("/api/items").status_code == 503
+    assert client.get("/readyz").status_code == 503
+    assert time.monotonic() - started < 4
+    assert client.get("/healthz").status_code == 200
+    postgres.start()
+    assert client.get("/readyz").status_code == 200
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers: a hung database."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield int(sock.getsockname()[1])
+
+
+def test_unresponsive_database_gives_503_within_the_timeouts(
+    make_app: AppFactory, silent_server: int
+) -> None:
+    """/readyz gives up within 2 s and a data request within the connect timeout."""
+    url = f"postgresql://postgres@127.0.0.1:{silent_server}/kit"
+    client = make_app(database_url=url, db_connect_timeout=2).test_client()
+    started = time.monotonic()
+    assert client.get("/readyz").status_code == 503
+    assert time.monotonic() - started < 2
+    started = time.monotonic()
+    assert client.get("/api/items").status_code == 503
+    assert time.monotonic() - started < 4
+    assert client.get("/healthz").status_code == 200
+
+
+def test_forked_child_does_not_reuse_the_parents_pooled_connections(
+    make_app: AppFactory, postgres_url: str
+) -> None:
+    """After fork, the child starts with an empty pool and the parent's connection still works."""
+    engine = _db(make_app(database_url=postgres_url)).engine
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert engine.pool.checkedin() == 1
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        os._exit(0 if engine.pool.checkedin() == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_session_scope_commits_removes_and_tags_logs(
+    make_app: AppFactory, sqlite_url: str, read_logs: LogReader
+) -> None:
+    """Work outside a request commits on success, rolls back on error, never keeps a session."""
+    db = _db(make_app(database_url=sqlite_url))
+    read_logs()
+    with db.session_scope("job-1") as session:
+        session.add(Item(name="scoped", created_at=utcnow(), updated_at=utcnow()))
+        logging.getLogger("job").info("added")
+    assert not db.session.registry.has()
+
+    def add_then_fail() -> None:
+        with db.session_scope() as session:
+            session.add(Item(name="rolled-back", created_at=utcnow(), updated_at=utcnow()))
+            raise RuntimeError("fail")
+
+    with pytest.raises(RuntimeError, match="fail"):
+        add_then_fail()
+    with db.session_scope() as session:
+        names = set(session.scalars(text("SELECT name FROM items")))
+        session.execute(text("DELETE FROM items"))
+    assert names == {"scoped"}
+    assert [line["tracking_id"] for line in read_logs() if line["message"] == "added"] == ["job-1"]
+
+
+def test_cli_command_uses_a_session_scope(make_app: AppFactory, sqlite_url: str) -> None:
+    """`flask items count` prints the count through a scoped session."""
+    app = make_app(database_url=sqlite_url)
+    result = app.test_cli_runner().invoke(args=["items", "count"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == "0"
+    assert not _db(app).session.registry.has()
+
+
+def test_concurrent_writers_on_sqlite_through_gunicorn_never_see_locked(tmp_path: Path) -> None:
+    """Four gunicorn workers writing to one SQLite file at once: every request succeeds."""
+    env = base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}", LOG_FORMAT="json")
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server = Gunicorn(tmp_path, {**env, "WEB_CONCURRENCY": "4"}).start()
+    try:
+
+        def work(n: int) -> list[int]:
+            statuses = []
+            for i in range(15):
+                body = f'{{"quantity": {i}}}'.encode()
+                path = f"/api/items/by-name/shared-{i % 3}"
+                statuses.append(request(server.port, "PUT", path, body)[0])
+                body = f'{{"name": "w{n}-{i}"}}'.encode()
+                statuses.append(request(server.port, "POST", "/api/items", body)[0])
+            return statuses
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = [s for batch in pool.map(work, range(12)) for s in batch]
+        total = request(server.port, "GET", "/api/items?limit=1")
+    finally:
+        server.stop()
+    assert len(statuses) == 12 * 30
+    assert set(statuses) <= {200, 201}, sorted(set(statuses))
+    assert "database is locked" not in server.stdout() + server.stderr()
+    assert json.loads(total[2])["data"]["total"] == 12 * 15 + 3
