@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,18 @@ def test_session_is_removed_after_a_request_even_when_the_view_raised(db_app: Fl
     assert client.get("/fail-after-add").status_code == 500
     assert not _db(db_app).session.registry.has()
     assert client.get("/api/items").json["data"]["total"] == 0  # type: ignore[index]
+
+
+def test_each_thread_gets_its_own_session(make_app: AppFactory) -> None:
+    """The registry is thread-scoped (greenlet-scoped once gevent patches threading)."""
+    db = _db(make_app())
+    sessions = []
+    threads = [threading.Thread(target=lambda: sessions.append(db.session())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        thread.join()
+    assert sessions[0] is not sessions[1]
+    assert db.session() is db.session()
 
 
 def test_database_error_rolls_back_and_answers_500(db_app: Flask, read_logs: LogReader) -> None:

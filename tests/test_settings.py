@@ -65,6 +65,18 @@ def test_log_format_defaults_to_json_outside_development(environ: dict[str, str]
         pytest.param({"MAX_CONTENT_LENGTH": "abc"}, "MAX_CONTENT_LENGTH", id="word-body-limit"),
         pytest.param({"TRACKING_ID_HEADER": "X Bad"}, "TRACKING_ID_HEADER", id="header-space"),
         pytest.param({"TRACKING_ID_HEADER": "X-Id\r\n"}, "TRACKING_ID_HEADER", id="header-crlf"),
+        pytest.param({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL", id="mysql-url"),
+        pytest.param({"DATABASE_URL": "not a url"}, "DATABASE_URL", id="not-a-url"),
+        pytest.param({"DATABASE_URL": "sqlite:///:memory:"}, "DATABASE_URL", id="sqlite-memory"),
+        pytest.param({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE", id="zero-pool"),
+        pytest.param({"DB_MAX_OVERFLOW": "-1"}, "DB_MAX_OVERFLOW", id="negative-overflow"),
+        pytest.param({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT", id="word-pool-timeout"),
+        pytest.param({"DB_POOL_TIMEOUT": "nan"}, "DB_POOL_TIMEOUT", id="nan-pool-timeout"),
+        pytest.param({"DB_POOL_RECYCLE": "0"}, "DB_POOL_RECYCLE", id="zero-recycle"),
+        pytest.param({"DB_CONNECT_TIMEOUT": "0"}, "DB_CONNECT_TIMEOUT", id="zero-connect"),
+        pytest.param(
+            {"DB_STATEMENT_TIMEOUT_MS": "-5"}, "DB_STATEMENT_TIMEOUT_MS", id="negative-statement"
+        ),
         pytest.param({"APP_ENV": "production"}, "SECRET_KEY", id="production-no-key"),
         pytest.param(
             {"APP_ENV": "production", "SECRET_KEY": " " * 40}, "SECRET_KEY", id="blank-key"
@@ -136,3 +148,25 @@ def test_direct_construction_is_validated_too() -> None:
     with pytest.raises(SettingsError) as excinfo:
         Settings(app_env="production")
     assert excinfo.value.name == "SECRET_KEY"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param(
+            "postgres://u:p@db/app", "postgresql+psycopg2://u:p@db/app", id="heroku-style"
+        ),
+        pytest.param("postgresql://u@db/app", "postgresql+psycopg2://u@db/app", id="no-driver"),
+        pytest.param("sqlite:///data/x.db", "sqlite:///data/x.db", id="sqlite-file"),
+    ],
+)
+def test_database_url_is_normalised_to_an_explicit_driver(given: str, expected: str) -> None:
+    """postgres:// and postgresql:// both mean psycopg2; SQLite files pass through."""
+    assert Settings.from_env({"DATABASE_URL": given}).database_url == expected
+
+
+def test_database_url_error_does_not_echo_the_password() -> None:
+    """A refused URL is named by its scheme only, never with its credentials."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"DATABASE_URL": "mysql://user:hunter2@db/app"})
+    assert "hunter2" not in str(caught.value)
