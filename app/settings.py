@@ -115,7 +115,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate settings from `environ` (default: `os.environ`)."""
         env = os.environ if environ is None else environ
-        app_env = _choice(env, "APP_ENV", APP_ENVS, "development")
+        app_env = env_choice(env, "APP_ENV", APP_ENVS, "development")
         secret_key = env.get("SECRET_KEY", "")
         if not secret_key.strip():
             if app_env == "production":
@@ -130,21 +130,21 @@ class Settings:
             app_env=app_env,
             secret_key=secret_key,
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
-            db_pool_size=_int(env, "DB_POOL_SIZE", 5, minimum=1),
-            db_max_overflow=_int(env, "DB_MAX_OVERFLOW", 5, minimum=0),
-            db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", 5.0, minimum=0.1),
-            db_pool_recycle=_int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
-            db_connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
-            db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 10_000, minimum=0),
-            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
-            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, default_format),
+            db_pool_size=env_int(env, "DB_POOL_SIZE", 5, minimum=1),
+            db_max_overflow=env_int(env, "DB_MAX_OVERFLOW", 5, minimum=0),
+            db_pool_timeout=env_float(env, "DB_POOL_TIMEOUT", 5.0, minimum=0.1),
+            db_pool_recycle=env_int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
+            db_connect_timeout=env_int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
+            db_statement_timeout_ms=env_int(env, "DB_STATEMENT_TIMEOUT_MS", 10_000, minimum=0),
+            log_level=env_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            log_format=env_choice(env, "LOG_FORMAT", LOG_FORMATS, default_format),
             tracking_id_header=env.get("TRACKING_ID_HEADER", "X-Tracking-ID"),
-            proxy_fix_x_for=_int(env, "PROXY_FIX_X_FOR", 0, minimum=0),
-            proxy_fix_x_proto=_int(env, "PROXY_FIX_X_PROTO", 0, minimum=0),
-            proxy_fix_x_host=_int(env, "PROXY_FIX_X_HOST", 0, minimum=0),
-            proxy_fix_x_port=_int(env, "PROXY_FIX_X_PORT", 0, minimum=0),
-            proxy_fix_x_prefix=_int(env, "PROXY_FIX_X_PREFIX", 0, minimum=0),
-            max_content_length=_int(
+            proxy_fix_x_for=env_int(env, "PROXY_FIX_X_FOR", 0, minimum=0),
+            proxy_fix_x_proto=env_int(env, "PROXY_FIX_X_PROTO", 0, minimum=0),
+            proxy_fix_x_host=env_int(env, "PROXY_FIX_X_HOST", 0, minimum=0),
+            proxy_fix_x_port=env_int(env, "PROXY_FIX_X_PORT", 0, minimum=0),
+            proxy_fix_x_prefix=env_int(env, "PROXY_FIX_X_PREFIX", 0, minimum=0),
+            max_content_length=env_int(
                 env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, minimum=1
             ),
         )
@@ -184,7 +184,7 @@ def _check_secret_key(app_env: AppEnv, secret_key: str) -> None:
         )
 
 
-def _choice(
+def env_choice(
     env: Mapping[str, str],
     name: str,
     choices: tuple[_Choice, ...],
@@ -192,6 +192,7 @@ def _choice(
     *,
     upper: bool = False,
 ) -> _Choice:
+    """Read one of `choices` (case-insensitive); a value outside them is an error."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -202,7 +203,8 @@ def _choice(
     raise SettingsError(name, f"must be one of {', '.join(choices)} (got {raw!r})")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    """Read a whole number of at least `minimum`."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -215,7 +217,8 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    """Read a number of at least `minimum`."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -226,3 +229,19 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float)
     if not value >= minimum:  # also refuses nan
         raise SettingsError(name, f"must be at least {minimum} (got {raw})")
     return value
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """Read a boolean strictly: 1/true/yes/on or 0/false/no/off; anything else is an error."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(name, f"must be one of 1, true, yes, on, 0, false, no, off (got {raw!r})")

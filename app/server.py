@@ -1,0 +1,224 @@
+"""gunicorn integration used by `gunicorn.conf.py`: environment reading, CPU count, the
+logger class (JSON access and error logs) and the server hooks.
+
+Kept out of `gunicorn.conf.py` so that file stays plain assignments, and so this code is
+typed, linted and importable by tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gunicorn import util as gunicorn_util
+from gunicorn.glogging import Logger
+
+from app.log import TrackingIdFilter, build_formatter
+from app.middleware.tracking import current_tracking_id, new_tracking_id
+from app.settings import Settings, SettingsError, env_bool, env_choice, env_int
+
+_Choice = TypeVar("_Choice", bound=str)
+_T = TypeVar("_T")
+
+
+class Env:
+    """Read server settings from `environ`; a bad value exits with one line naming it."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        """A whole number of at least `minimum`."""
+        return _or_exit(lambda: env_int(self.environ, name, default, minimum=minimum))
+
+    def flag(self, name: str, default: bool) -> bool:
+        """A strict boolean."""
+        return _or_exit(lambda: env_bool(self.environ, name, default))
+
+    def choice(self, name: str, choices: tuple[_Choice, ...], default: _Choice) -> _Choice:
+        """One of `choices`."""
+        return _or_exit(lambda: env_choice(self.environ, name, choices, default))
+
+    def text(self, name: str, default: str) -> str:
+        """A string; empty means the default."""
+        return self.environ.get(name, "").strip() or default
+
+    def settings(self) -> Settings:
+        """The application's settings, validated before any worker forks."""
+        return _or_exit(lambda: Settings.from_env(self.environ))
+
+
+def _or_exit(read: Callable[[], _T]) -> _T:
+    try:
+        return read()
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup (container) CPU quota."""
+    cpus = len(os.sched_getaffinity(0))
+    try:  # cgroup v2: "max 100000" (no limit) or "<quota> <period>"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+class KitLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger with the app's formats: JSON lines (LOG_FORMAT=json) or text.
+
+    Access lines carry the tracking id read from the response header, so ids the app
+    generated appear too, and every field is JSON-escaped whatever the client sent.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        settings = Settings.from_env()
+        self.tracking_header = settings.tracking_id_header.lower()
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(build_formatter(settings.log_format))
+                handler.addFilter(TrackingIdFilter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
+        if not self.cfg.accesslog:
+            return
+        status = int(resp.status.split(None, 1)[0]) if resp.status else None
+        headers = {name.lower(): value for name, value in resp.headers or ()}
+        fields = {
+            "client": environ.get("REMOTE_ADDR"),
+            "method": environ.get("REQUEST_METHOD"),
+            "path": _text(environ.get("PATH_INFO", "")),
+            "query": _text(environ.get("QUERY_STRING", "")),
+            "status": status,
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 3),
+            "user_agent": _text(environ.get("HTTP_USER_AGENT", "")),
+            "referer": _text(environ.get("HTTP_REFERER", "")),
+            "tracking_id": headers.get(self.tracking_header, "-"),
+        }
+        self.access_log.info(
+            "%s %s %s %sms",
+            fields["method"],
+            fields["path"],
+            status,
+            fields["duration_ms"],
+            extra=fields,
+        )
+
+
+def _text(value: str) -> str:
+    # WSGI hands over raw bytes as latin-1 characters; show what the client meant (UTF-8).
+    return value.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+def use_json_error_pages(tracking_header: str) -> None:
+    """Answer requests gunicorn rejects itself (malformed request line or headers, limits)
+    with the JSON envelope and a tracking id, instead of its HTML page.
+
+    gunicorn's workers write those answers through `gunicorn.util.write_error`, looked up at
+    call time, so replacing it in the worker is enough.
+    """
+
+    def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+        tracking_id = new_tracking_id()
+        body = json.dumps(
+            {
+                "code": status_int,
+                "msg": mesg or reason.lower(),
+                "data": None,
+                "tracking_id": tracking_id,
+            }
+        ).encode()
+        head = (
+            f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{tracking_header}: {tracking_id}\r\n\r\n"
+        )
+        gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+    gunicorn_util.write_error = write_error
+
+
+# --- Hooks (gunicorn.conf.py assigns them) ---------------------------------------------
+
+
+def prepare_worker(server: Any, worker: Any) -> None:
+    """post_fork, in each worker: JSON error pages; under gevent, a cooperative psycopg2."""
+    use_json_error_pages(Settings.from_env().tracking_id_header)
+    if server.cfg.worker_class_str == "gevent":
+        # Every greenlet may hold one connection: size the pool to the worker's connections,
+        # no overflow, unless set explicitly. The app reads it when the worker loads it.
+        for name, value in (
+            ("DB_POOL_SIZE", server.cfg.worker_connections),
+            ("DB_MAX_OVERFLOW", 0),
+        ):
+            if not os.environ.get(name, "").strip():
+                os.environ[name] = str(value)
+        if server.cfg.preload_app:
+            server.log.warning("preload_app with gevent: the app was imported before patching")
+        # psycopg2 waits for the server inside C code, blocking every greenlet of the
+        # worker; psycogreen's wait callback yields to the gevent hub instead.
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
+
+
+def announce_worker(worker: Any) -> None:
+    """post_worker_init: say the worker has loaded the app and handles signals."""
+    worker.log.info("Worker ready (pid: %s)", worker.pid)
+
+
+def remember_request(worker: Any, req: Any) -> None:
+    """pre_request: note what this worker serves, for the timeout message."""
+    worker.kit_current_request = f"{req.method} {req.path}"
+
+
+def forget_request(worker: Any, req: Any) -> None:
+    """post_request: the worker is idle again."""
+    worker.kit_current_request = None
+
+
+def log_timed_out_request(worker: Any) -> None:
+    """worker_abort: name the request a worker was killed for (runs in that worker)."""
+    serving = getattr(worker, "kit_current_request", None) or "no request"
+    # The signal handler runs in the interrupted request's context, so this is its id.
+    worker.log.error(
+        "worker timed out after %ss while serving %s",
+        worker.cfg.timeout,
+        serving,
+        extra={"tracking_id": current_tracking_id()},
+    )
+
+
+def log_configuration(server: Any, preload_refused: bool) -> None:
+    """when_ready: log the resolved configuration once."""
+    cfg = server.cfg
+    if preload_refused:
+        server.log.warning(
+            "GUNICORN_PRELOAD ignored: preloading imports the app in the master before "
+            "gevent patches the worker, which breaks monkey patching"
+        )
+    keys = (
+        "worker_class_str",
+        "workers",
+        "threads",
+        "worker_connections",
+        "bind",
+        "timeout",
+        "graceful_timeout",
+        "keepalive",
+        "max_requests",
+        "max_requests_jitter",
+        "preload_app",
+        "forwarded_allow_ips",
+    )
+    resolved = {key.removesuffix("_str"): getattr(cfg, key) for key in keys}
+    server.log.info("ready: %s", " ".join(f"{k}={v}" for k, v in resolved.items()))

@@ -1,0 +1,51 @@
+"""A test-only app: the kit's app plus endpoints that wait or log, for server behaviour tests.
+
+The shipped app has no such endpoints; tests serve this one with
+`gunicorn -c gunicorn.conf.py tests.apps.sleepy:app`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Response, request
+from sqlalchemy import text
+
+from app import create_app
+from app.db import get_db, get_session
+from app.responses import ok
+
+app = create_app()
+log = logging.getLogger("tests.sleepy")
+
+
+@app.get("/test/sleep")
+def sleep() -> Response:
+    """Wait in Python (cooperative under gevent, which patches time.sleep)."""
+    seconds = float(request.args.get("s", "0.5"))
+    time.sleep(seconds)
+    return ok({"slept": seconds})
+
+
+@app.get("/test/pg-sleep")
+def pg_sleep() -> Response:
+    """Wait inside PostgreSQL, holding a pooled connection."""
+    seconds = float(request.args.get("s", "0.5"))
+    get_session().execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+    return ok({"slept": seconds})
+
+
+@app.get("/test/log")
+def log_line() -> Response:
+    """Write one application log line and answer."""
+    time.sleep(0.01)  # let concurrent requests interleave
+    log.info("handled")
+    return ok()
+
+
+@app.get("/test/pool")
+def pool() -> Response:
+    """Report this worker's connection pool size and overflow."""
+    engine_pool = get_db().engine.pool
+    return ok({"size": engine_pool.size(), "overflow": engine_pool._max_overflow})  # type: ignore[attr-defined]

@@ -1,0 +1,336 @@
+"""gunicorn.conf.py under real gunicorn processes, sync and gevent: cooperative database I/O,
+graceful shutdown and reload, worker replacement, timeouts, JSON access logs, tracking ids.
+
+Every server here listens on 127.0.0.1 and every load is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from tests.processes import Gunicorn, base_env, get
+
+SLEEPY = "tests.apps.sleepy:app"
+T = TypeVar("T")
+WORKER_CLASSES = [pytest.param("sync", id="sync"), pytest.param("gevent", id="gevent")]
+
+
+def serve(tmp_path: Path, worker_class: str, **env: str) -> Gunicorn:
+    """Start the test app under the kit's configuration with `env` on top."""
+    values = {
+        "GUNICORN_WORKER_CLASS": worker_class,
+        "WEB_CONCURRENCY": "2",
+        "LOG_FORMAT": "json",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+        **env,
+    }
+    return Gunicorn(tmp_path, base_env(**values), args=[SLEEPY]).start()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Gunicorn]]:
+    """Servers a test starts; any still running afterwards are stopped."""
+    servers: list[Gunicorn] = []
+    yield servers
+    for server in servers:
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop(signal.SIGKILL)
+
+
+def in_parallel(count: int, call: Callable[[int], T]) -> list[T]:
+    """Run `call(0..count-1)` on `count` threads at once; return the results in order."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(call, range(count)))
+
+
+def worker_pids(server: Gunicorn) -> set[int]:
+    """The master's current child processes."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {int(child) for child in children}
+
+
+@pytest.mark.parametrize(
+    ("worker_class", "limit"),
+    [pytest.param("gevent", 2.0, id="gevent-under-2s"), pytest.param("sync", None, id="sync")],
+)
+def test_one_worker_overlaps_postgres_waits_only_under_gevent(
+    tmp_path: Path,
+    started: list[Gunicorn],
+    postgres_url: str,
+    worker_class: str,
+    limit: float | None,
+) -> None:
+    """20 requests each waiting 0.5 s in PostgreSQL: gevent overlaps them, sync queues them."""
+    server = serve(tmp_path, worker_class, WEB_CONCURRENCY="1", DATABASE_URL=postgres_url)
+    started.append(server)
+    begun = time.monotonic()
+    statuses = in_parallel(20, lambda _: get(server.port, "/test/pg-sleep?s=0.5", timeout=30)[0])
+    elapsed = time.monotonic() - begun
+    assert statuses == [200] * 20
+    if limit is not None:
+        assert elapsed < limit
+    else:
+        assert elapsed > 9  # one at a time: 20 x 0.5 s
+    assert "MonkeyPatchWarning" not in server.stderr()
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_sigterm_lets_accepted_requests_finish(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """Requests in flight at SIGTERM complete with 200; the master exits 0 in time."""
+    server = serve(tmp_path, worker_class, GUNICORN_GRACEFUL_TIMEOUT="10")
+    started.append(server)
+    in_flight = 2 if worker_class == "sync" else 10
+    results: list[int] = []
+
+    def call(_: int) -> int:
+        return get(server.port, "/test/sleep?s=2", timeout=30)[0]
+
+    def load() -> None:
+        results.extend(in_parallel(in_flight, call))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(0.8)  # every request has been accepted and is sleeping
+    begun = time.monotonic()
+    assert server.stop(signal.SIGTERM, timeout=15) == 0
+    thread.join()
+    assert results == [200] * in_flight
+    assert time.monotonic() - begun < 10
+
+
+class Load:
+    """Continuous GET /healthz from a few threads until stopped; counts every outcome."""
+
+    def __init__(self, server: Gunicorn, path: str = "/healthz", threads: int = 4) -> None:
+        self.server, self.path = server, path
+        self.stop_event = threading.Event()
+        self.outcomes: list[int | str] = []
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 30  # bounded even if never stopped
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                self.outcomes.append(get(self.server.port, self.path, timeout=10)[0])
+            except OSError as exc:
+                self.outcomes.append(type(exc).__name__)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join()
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_sighup_under_load_fails_no_request(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """Reloading the workers while requests keep coming loses none of them."""
+    server = serve(tmp_path, worker_class)
+    started.append(server)
+    before = worker_pids(server)
+    with Load(server) as load:
+        time.sleep(0.5)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while worker_pids(server) & before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    assert not worker_pids(server) & before, "old workers still running"
+    assert len(load.outcomes) > 50
+    assert set(load.outcomes) == {200}
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_killed_worker_is_replaced_and_service_continues(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """SIGKILL of one worker: the master starts another and requests keep succeeding."""
+    server = serve(tmp_path, worker_class)
+    started.append(server)
+    before = worker_pids(server)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while (len(worker_pids(server)) < 2 or victim in worker_pids(server)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert victim not in worker_pids(server)
+    assert len(worker_pids(server)) == 2
+    assert [get(server.port, "/healthz")[0] for _ in range(20)] == [200] * 20
+
+
+def test_request_past_the_timeout_replaces_the_worker_and_is_named(
+    tmp_path: Path, started: list[Gunicorn]
+) -> None:
+    """A sync request running past GUNICORN_TIMEOUT: the worker is replaced, the log names it."""
+    server = serve(tmp_path, "sync", WEB_CONCURRENCY="1", GUNICORN_TIMEOUT="2")
+    started.append(server)
+    before = worker_pids(server)
+    with contextlib.suppress(OSError):  # the connection may just close when the worker dies
+        get(server.port, "/test/sleep?s=6", headers={"X-Tracking-ID": "slow-1"}, timeout=20)
+    deadline = time.monotonic() + 10
+    while not (worker_pids(server) - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert worker_pids(server) - before, "no replacement worker"
+    assert get(server.port, "/healthz")[0] == 200
+    timed_out = [line for line in server.json_lines("stderr") if "timed out" in line["message"]]
+    assert len(timed_out) == 1
+    assert timed_out[0]["message"] == "worker timed out after 2s while serving GET /test/sleep"
+    assert timed_out[0]["tracking_id"] == "slow-1"
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_max_requests_with_jitter_fails_no_request(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """Workers recycled every ~20 requests under load: every request still succeeds."""
+    server = serve(
+        tmp_path, worker_class, GUNICORN_MAX_REQUESTS="20", GUNICORN_MAX_REQUESTS_JITTER="5"
+    )
+    started.append(server)
+    statuses = in_parallel(8, lambda _: [get(server.port, "/healthz")[0] for _ in range(40)])
+    assert [status for batch in statuses for status in batch] == [200] * 320
+    assert "Autorestarting worker" in server.stderr()
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_access_log_is_json_and_carries_the_response_tracking_id(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """Odd paths, queries and user agents still give one JSON line with the right id."""
+    server = serve(tmp_path, worker_class)
+    started.append(server)
+    # http.client sends header text as latin-1; this sends the UTF-8 bytes of "café".
+    agent = 'agent "quoted" \\ back\tslash caf\u00e9'.encode().decode("latin-1")
+    odd = {"User-Agent": agent, "Referer": "a'b\"c"}
+    responses = [
+        get(server.port, "/healthz?q=%22%5C%0A%C3%A9&x=1", headers=odd),
+        get(server.port, "/caf%C3%A9/%22%5C?a=%00"),
+        get(server.port, "/healthz", headers={"X-Tracking-ID": "given-1"}),
+    ]
+    server.stop()
+    access = [line for line in server.json_lines() if line["logger"] == "gunicorn.access"]
+    assert [line["tracking_id"] for line in access] == [r[1]["X-Tracking-ID"] for r in responses]
+    assert access[2]["tracking_id"] == "given-1"
+    first = access[0]
+    assert (first["method"], first["path"], first["status"]) == ("GET", "/healthz", 200)
+    assert first["query"] == "q=%22%5C%0A%C3%A9&x=1"
+    assert first["user_agent"] == 'agent "quoted" \\ back\tslash caf\u00e9'
+    assert first["bytes"] > 0
+    assert first["duration_ms"] >= 0
+    assert first["client"] == "127.0.0.1"
+    assert access[1]["path"] == '/caf\u00e9/"\\'
+    assert access[1]["status"] == 404
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_concurrent_requests_each_keep_their_own_tracking_id(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """200 concurrent requests with distinct ids: every response and log line has its own."""
+    server = serve(tmp_path, worker_class)
+    started.append(server)
+
+    def call(n: int) -> int:
+        status, headers, body = get(server.port, "/test/log", {"X-Tracking-ID": f"c-{n}"})
+        assert headers["X-Tracking-ID"] == f"c-{n}"
+        assert f'"tracking_id": "c-{n}"'.encode() in body
+        return status
+
+    assert in_parallel(200, call) == [200] * 200
+    server.stop()
+    lines = server.json_lines()
+    handled = sorted(line["tracking_id"] for line in lines if line["message"] == "handled")
+    access = sorted(line["tracking_id"] for line in lines if line["logger"] == "gunicorn.access")
+    expected = sorted(f"c-{n}" for n in range(200))
+    assert handled == expected
+    assert access == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nReferer: a\x7fb\r\n\r\n", id="ctl-header"
+        ),
+        pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", id="header-name"),
+        pytest.param(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", id="uri-too-long"),
+        pytest.param(b"BREW /healthz HTCPCP/1.0\r\n\r\n", id="bad-version"),
+    ],
+)
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_requests_gunicorn_rejects_get_the_json_envelope(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str, raw: bytes
+) -> None:
+    """Malformed requests never see gunicorn's HTML page: JSON, status and a tracking id."""
+    server = serve(tmp_path, worker_class)
+    started.append(server)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(raw)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    envelope = json.loads(body)
+    assert 400 <= status < 500
+    assert b"Content-Type: application/json" in head
+    assert envelope["code"] == status
+    assert envelope["data"] is None
+    assert f"X-Tracking-ID: {envelope['tracking_id']}".encode() in head
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param({}, {"size": 50, "overflow": 0}, id="default-connections"),
+        pytest.param(
+            {"GUNICORN_WORKER_CONNECTIONS": "20"}, {"size": 20, "overflow": 0}, id="connections"
+        ),
+        pytest.param({"DB_POOL_SIZE": ""}, {"size": 50, "overflow": 0}, id="blank-is-unset"),
+        pytest.param({"DB_POOL_SIZE": "7"}, {"size": 7, "overflow": 0}, id="explicit-kept"),
+        pytest.param(
+            {"GUNICORN_WORKER_CLASS": "sync", "GUNICORN_CMD_ARGS": "--worker-class gevent"},
+            {"size": 50, "overflow": 0},
+            id="gevent-from-cmd-args",
+        ),
+    ],
+)
+def test_gevent_worker_pool_matches_worker_connections(
+    tmp_path: Path,
+    started: list[Gunicorn],
+    postgres_url: str,
+    env: dict[str, str],
+    expected: dict[str, int],
+) -> None:
+    """Each gevent worker's pool holds one connection per possible concurrent request."""
+    server = serve(
+        tmp_path, env.pop("GUNICORN_WORKER_CLASS", "gevent"), DATABASE_URL=postgres_url, **env
+    )
+    started.append(server)
+    body = json.loads(get(server.port, "/test/pool")[2])
+    assert body["data"] == expected
