@@ -11,7 +11,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 PYTEST_ARGS ?=
 
-.PHONY: help install migrate revision serve test lint typecheck check lock clean
+.PHONY: help install migrate revision serve test lint typecheck check bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ typecheck: install ## mypy --strict on app/ and gunicorn.conf.py
 	$(VENV)/bin/mypy
 
 check: lint typecheck test ## Everything CI runs after provisioning services
+
+bench: install ## Throughput benchmark on 127.0.0.1 (needs wrk; PostgreSQL for the database rows)
+	$(VENV)/bin/python bench/run.py
 
 lock: | $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock

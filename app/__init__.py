@@ -12,6 +12,7 @@ from app.api import items
 from app.log import configure_logging
 from app.middleware.tracking import TrackingIdMiddleware, expose_in_g
 from app.responses import JSONProvider
+from app.sessions import CookieSessionInterface
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["settings"] = settings
     app.json = JSONProvider(app)
+    app.session_interface = CookieSessionInterface()
 
     app.before_request(expose_in_g)
     errors.init_app(app)
@@ -41,18 +43,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(items.bp)
 
-    # Outermost first: the tracking id wraps everything, so even a failure in ProxyFix or
-    # Flask itself answers with the header; ProxyFix then rewrites the environ for Flask.
+    # Middleware, innermost first. ProxyFix rewrites the environ for Flask (only when some
+    # proxy is trusted: with every count 0 it would change nothing). The tracking id wraps
+    # everything, so even a failure in ProxyFix or Flask itself answers with the header.
+    hops = {
+        "x_for": settings.proxy_fix_x_for,
+        "x_proto": settings.proxy_fix_x_proto,
+        "x_host": settings.proxy_fix_x_host,
+        "x_port": settings.proxy_fix_x_port,
+        "x_prefix": settings.proxy_fix_x_prefix,
+    }
+    if any(hops.values()):
+        app.wsgi_app = ProxyFix(app.wsgi_app, **hops)  # type: ignore[method-assign]
     app.wsgi_app = TrackingIdMiddleware(  # type: ignore[method-assign]
-        ProxyFix(
-            app.wsgi_app,
-            x_for=settings.proxy_fix_x_for,
-            x_proto=settings.proxy_fix_x_proto,
-            x_host=settings.proxy_fix_x_host,
-            x_port=settings.proxy_fix_x_port,
-            x_prefix=settings.proxy_fix_x_prefix,
-        ),
-        header=settings.tracking_id_header,
+        app.wsgi_app, header=settings.tracking_id_header
     )
 
     if settings.uses_development_secret:
