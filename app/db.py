@@ -23,7 +23,6 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from flask import Flask, Response, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -181,5 +180,4 @@ def init_app(app: Flask, settings: Settings) -> None:
         db.session.remove()
 
     app.teardown_appcontext(remove_session)
-    handler: Any = handle_database_error
-    app.register_error_handler(sa_exc.SQLAlchemyError, handler)
+    app.register_error_handler(sa_exc.SQLAlchemyError, handle_database_error)
