@@ -26,16 +26,6 @@ app_settings = env.settings()
 # The WSGI application to serve (module:variable).
 wsgi_app = "app.wsgi:app"
 
-# Off by default. Under gevent it is always off: preloading imports the app (and psycopg2,
-# ssl, threading) in the master, before gevent patches each worker. GUNICORN_PRELOAD.
-# Choose the worker class with GUNICORN_WORKER_CLASS, not GUNICORN_CMD_ARGS: this file
-# cannot see the latter, so only the post_fork hook would notice a gevent worker.
-preload_refused = (
-    env.flag("GUNICORN_PRELOAD", False)
-    and os.environ.get("GUNICORN_WORKER_CLASS", "").strip().lower() == "gevent"
-)
-preload_app = env.flag("GUNICORN_PRELOAD", False) and not preload_refused
-
 # The heartbeat file on a memory filesystem: on a disk-backed /tmp (common in containers)
 # a slow disk can stall the heartbeat and get healthy workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
@@ -53,8 +43,16 @@ bind = [env.text("GUNICORN_BIND", "") or f"127.0.0.1:{env.integer('PORT', 8000, 
 # --- Worker processes ------------------------------------------------------------------
 # sync: one request per process, the safe default. gevent: many concurrent requests per
 # process for I/O-bound work (requires cooperative libraries; psycopg2 is made cooperative
-# below). gthread: a thread pool per process. GUNICORN_WORKER_CLASS.
+# in post_fork). gthread: a thread pool per process. GUNICORN_WORKER_CLASS.
 worker_class = env.choice("GUNICORN_WORKER_CLASS", ("sync", "gevent", "gthread"), "sync")
+
+# Off by default. Under gevent it is always off: preloading imports the app (and psycopg2,
+# ssl, threading) in the master, before gevent patches each worker; the refusal is logged
+# when the server is ready. GUNICORN_PRELOAD. Choose the worker class with
+# GUNICORN_WORKER_CLASS, not GUNICORN_CMD_ARGS: this file cannot see the latter.
+preload_requested = env.flag("GUNICORN_PRELOAD", False)
+preload_refused = preload_requested and worker_class == "gevent"
+preload_app = preload_requested and not preload_refused
 
 # Processes. Default from the CPUs this process may use (container quota included):
 # 2 x CPUs + 1 for sync (gunicorn's advice), CPUs + 1 for gthread, one per CPU for gevent

@@ -334,3 +334,15 @@ def test_gevent_worker_pool_matches_worker_connections(
     started.append(server)
     body = json.loads(get(server.port, "/test/pool")[2])
     assert body["data"] == expected
+
+
+def test_preload_under_gevent_is_refused_with_a_logged_reason(
+    tmp_path: Path, started: list[Gunicorn]
+) -> None:
+    """GUNICORN_PRELOAD=true with gevent: the app is not preloaded, and the log says why."""
+    server = serve(tmp_path, "gevent", GUNICORN_PRELOAD="true")
+    started.append(server)
+    messages = [line["message"] for line in server.json_lines("stderr")]
+    assert any(m.startswith("GUNICORN_PRELOAD ignored") for m in messages)
+    assert any("preload_app=False" in m for m in messages if m.startswith("ready:"))
+    assert "MonkeyPatchWarning" not in server.stderr()
