@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from tests.postgres import PostgresServer, postgres_unavailable_reason  # noqa: E402
 from tests.processes import Gunicorn, base_env  # noqa: E402
 
-WORKERS = 2
-CONNECTIONS_PER_WORKER = 20  # gevent worker_connections, and so each worker's pool size
+WORKERS = 2  # default for --workers
+CONNECTIONS_PER_WORKER = 20  # default gevent worker_connections, and so each worker's pool
 SLEEP_S = 0.05
 
 
@@ -72,12 +72,14 @@ def wrk(port: int, path: str, connections: int, seconds: int, label: str) -> Res
     return Result(label, rps, p99_ms, errors)
 
 
-def serve(workdir: Path, app: str, worker_class: str, **env: str) -> Gunicorn:
+def serve(
+    workdir: Path, app: str, worker_class: str, args: argparse.Namespace, **env: str
+) -> Gunicorn:
     """Start gunicorn -c gunicorn.conf.py for `app` with the benchmark's settings."""
     values = {
         "GUNICORN_WORKER_CLASS": worker_class,
-        "WEB_CONCURRENCY": str(WORKERS),
-        "GUNICORN_WORKER_CONNECTIONS": str(CONNECTIONS_PER_WORKER),
+        "WEB_CONCURRENCY": str(args.workers),
+        "GUNICORN_WORKER_CONNECTIONS": str(args.connections_per_worker),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "WARNING",
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
@@ -100,6 +102,13 @@ def main() -> None:
     parser.add_argument(
         "--rows", choices=("all", "healthz", "database"), default="all", help="which rows to run"
     )
+    parser.add_argument("--workers", type=int, default=WORKERS, help="gunicorn workers")
+    parser.add_argument(
+        "--connections-per-worker",
+        type=int,
+        default=CONNECTIONS_PER_WORKER,
+        help="gevent worker_connections, and so each worker's pool size",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="kit-bench-"))
     results: list[Result] = []
@@ -108,7 +117,7 @@ def main() -> None:
     for worker_class in ("sync", "gevent") if args.rows != "database" else ():
         pair = []
         for name, app in (("bare", "bench.bare:app"), ("kit", "app.wsgi:app")):
-            server = serve(workdir, app, worker_class)
+            server = serve(workdir, app, worker_class, args)
             try:
                 pair.append(
                     wrk(
@@ -132,10 +141,12 @@ def main() -> None:
         postgres.start()
         try:
             url = postgres.create_database("bench")
-            pool = WORKERS * CONNECTIONS_PER_WORKER
+            pool = args.workers * args.connections_per_worker
             for connections in (50, 200):
                 for worker_class in ("sync", "gevent"):
-                    server = serve(workdir, "tests.apps.sleepy:app", worker_class, DATABASE_URL=url)
+                    server = serve(
+                        workdir, "tests.apps.sleepy:app", worker_class, args, DATABASE_URL=url
+                    )
                     try:
                         result = wrk(
                             server.port,
@@ -157,7 +168,8 @@ def main() -> None:
                     else:
                         ratios.append(
                             f"sync c={connections}: {result.rps:.0f} req/s "
-                            f"(ceiling {WORKERS} workers / 50 ms = {WORKERS / SLEEP_S:.0f})"
+                            f"(ceiling {args.workers} workers / 50 ms = "
+                            f"{args.workers / SLEEP_S:.0f})"
                         )
         finally:
             postgres.stop()
