@@ -28,6 +28,7 @@ from app.db import Database
 from app.settings import Settings
 from tests.postgres import PostgresServer, postgres_unavailable_reason
 from tests.processes import ROOT
+from tests.proxy import nginx_unavailable_reason
 
 LogReader = Callable[[], list[dict[str, Any]]]
 
@@ -61,6 +62,14 @@ def require_service(reason: str) -> None:
     if os.environ.get("KIT_REQUIRE_SERVICES") == "1":
         pytest.fail(f"KIT_REQUIRE_SERVICES=1 but {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def requires_nginx() -> None:
+    """Skip (or fail, under KIT_REQUIRE_SERVICES) unless nginx and envsubst are installed."""
+    reason = nginx_unavailable_reason()
+    if reason:
+        require_service(reason)
 
 
 def migrate(database_url: str) -> None:

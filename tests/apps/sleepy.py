@@ -49,3 +49,22 @@ def pool() -> Response:
     """Report this worker's connection pool size and overflow."""
     engine_pool = get_db().engine.pool
     return ok({"size": engine_pool.size(), "overflow": engine_pool._max_overflow})  # type: ignore[attr-defined]
+
+
+@app.get("/test/whoami")
+def whoami() -> Response:
+    """Report the client address, host, scheme and URL the app sees (after ProxyFix)."""
+    return ok(
+        {
+            "remote_addr": request.remote_addr,
+            "host": request.host,
+            "scheme": request.scheme,
+            "url": request.url,
+        }
+    )
+
+
+@app.get("/test/big")
+def big() -> Response:
+    """Answer with a JSON body of about 8 KiB (worth compressing)."""
+    return ok({"rows": [{"n": n, "text": "lorem ipsum dolor sit amet"} for n in range(200)]})
