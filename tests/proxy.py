@@ -147,7 +147,5 @@ class Nginx:
 
     def access_lines(self) -> list[dict[str, Any]]:
         """Every access log line, parsed as JSON (fails on the first line that is not)."""
-        # nginx writes each line with one write(); wait out a request still being logged.
-        time.sleep(0.05)
         text = self.access_log.read_text() if self.access_log.exists() else ""
         return [json.loads(line) for line in text.splitlines() if line.strip()]

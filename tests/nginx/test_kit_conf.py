@@ -13,9 +13,10 @@ import json
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -30,6 +31,7 @@ TLS = NGINX_DIR / "tls" / "kit.conf.template"
 HOST = "kit.test"
 HEX32 = set("0123456789abcdef")
 ONE_MIB = 1024 * 1024
+T = TypeVar("T")
 
 
 class Answer:
@@ -72,6 +74,19 @@ def send(
 def upstream_lines(upstream: Gunicorn, tracking_id: str) -> list[dict[str, Any]]:
     """gunicorn's stdout lines (access log and app logs) carrying `tracking_id`."""
     return [line for line in upstream.json_lines() if line.get("tracking_id") == tracking_id]
+
+
+def nginx_lines(server: Nginx, tracking_id: str) -> list[dict[str, Any]]:
+    """nginx's access log lines carrying `tracking_id`."""
+    return [line for line in server.access_lines() if line["tracking_id"] == tracking_id]
+
+
+def eventually(read: Callable[[], list[T]], count: int = 1, timeout: float = 5) -> list[T]:
+    """Poll `read` until it returns `count` items: both servers log after answering."""
+    deadline = time.monotonic() + timeout
+    while len(found := read()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -188,9 +203,9 @@ def test_nginx_minted_id_is_the_same_in_four_places(
     assert len(tracking_id) == 32
     assert set(tracking_id) <= HEX32
     assert answer.json()["tracking_id"] == tracking_id
-    nginx_lines = [line for line in proxy.access_lines() if line["tracking_id"] == tracking_id]
-    assert [line["uri"] for line in nginx_lines] == ["/test/log"]
-    logged = upstream_lines(upstream, tracking_id)
+    logged_by_nginx = eventually(lambda: nginx_lines(proxy, tracking_id))
+    assert [line["uri"] for line in logged_by_nginx] == ["/test/log"]
+    logged = eventually(lambda: upstream_lines(upstream, tracking_id), count=2)
     assert [line.get("message") for line in logged if line.get("logger") == "tests.sleepy"] == [
         "handled"
     ]
@@ -202,8 +217,9 @@ def test_valid_client_id_is_kept_end_to_end(proxy: Nginx, upstream: Gunicorn) ->
     answer = send(proxy.port, "GET", "/test/log", {"X-Tracking-ID": "client-id:42"})
     assert answer.header("X-Tracking-ID") == "client-id:42"
     assert answer.json()["tracking_id"] == "client-id:42"
-    assert any(line["tracking_id"] == "client-id:42" for line in proxy.access_lines())
-    assert any("status" in line for line in upstream_lines(upstream, "client-id:42"))
+    assert eventually(lambda: nginx_lines(proxy, "client-id:42"))
+    logged = eventually(lambda: upstream_lines(upstream, "client-id:42"), count=2)
+    assert any("status" in line for line in logged)
 
 
 def test_access_log_is_json_with_upstream_timing(proxy: Nginx) -> None:
@@ -216,7 +232,7 @@ def test_access_log_is_json_with_upstream_timing(proxy: Nginx) -> None:
             b"Connection: close\r\n\r\n"
         )
         assert sock.recv(100).startswith(b"HTTP/1.1 200")
-    (line,) = [line for line in proxy.access_lines() if line["tracking_id"] == "log-escaping"]
+    (line,) = eventually(lambda: nginx_lines(proxy, "log-escaping"))
     assert line["uri"] == '/test/whoami?q="\\%22'
     assert line["user_agent"] == 'a"b\\cé'
     assert line["status"] == 200
@@ -249,6 +265,8 @@ def test_oversized_body_gets_the_413_envelope(proxy: Nginx, upstream: Gunicorn) 
         "data": None,
         "tracking_id": tracking_id,
     }
+    (line,) = eventually(lambda: nginx_lines(proxy, str(tracking_id)))
+    assert line["upstream"] == "-"
     assert upstream_lines(upstream, str(tracking_id)) == []
 
 
@@ -263,7 +281,7 @@ def test_body_at_the_app_limit_reaches_the_app(proxy: Nginx, upstream: Gunicorn)
     )
     assert answer.status == 400  # the app's verdict on the body: not JSON
     assert answer.json()["msg"] == "request body is not valid JSON"
-    assert upstream_lines(upstream, str(answer.header("X-Tracking-ID")))
+    assert eventually(lambda: upstream_lines(upstream, str(answer.header("X-Tracking-ID"))))
 
 
 def test_unknown_host_gets_no_response(proxy: Nginx) -> None:
@@ -279,6 +297,8 @@ def test_static_file_is_served_without_gunicorn(proxy: Nginx, upstream: Gunicorn
     assert answer.body == (ROOT / "app" / "static" / "robots.txt").read_bytes()
     assert answer.header("Cache-Control") == "max-age=3600"
     assert answer.header("X-Tracking-ID") == "static-file"
+    (line,) = eventually(lambda: nginx_lines(proxy, "static-file"))
+    assert line["upstream"] == "-"
     assert upstream_lines(upstream, "static-file") == []
 
 
@@ -323,7 +343,7 @@ def test_upstream_down_gets_the_502_envelope(start_nginx: Any, method: str) -> N
         "data": None,
         "tracking_id": "no-upstream",
     }
-    (line,) = [line for line in server.access_lines() if line["tracking_id"] == "no-upstream"]
+    (line,) = eventually(lambda: nginx_lines(server, "no-upstream"))
     assert line["status"] == 502
 
 
