@@ -266,7 +266,7 @@ def test_oversized_body_gets_the_413_envelope(proxy: Nginx, upstream: Gunicorn) 
         "tracking_id": tracking_id,
     }
     (line,) = eventually(lambda: nginx_lines(proxy, str(tracking_id)))
-    assert line["upstream"] == "-"
+    assert line["upstream"] == ""  # never proxied
     assert upstream_lines(upstream, str(tracking_id)) == []
 
 
@@ -298,7 +298,7 @@ def test_static_file_is_served_without_gunicorn(proxy: Nginx, upstream: Gunicorn
     assert answer.header("Cache-Control") == "max-age=3600"
     assert answer.header("X-Tracking-ID") == "static-file"
     (line,) = eventually(lambda: nginx_lines(proxy, "static-file"))
-    assert line["upstream"] == "-"
+    assert line["upstream"] == ""  # never proxied
     assert upstream_lines(upstream, "static-file") == []
 
 
