@@ -1,0 +1,207 @@
+"""The numbers that must agree across the deployment files, read from the files themselves.
+
+- gunicorn's graceful_timeout fits inside every stop timeout (compose, systemd, supervisor,
+  Kubernetes grace period minus preStop), with gunicorn.conf.py resolved under each
+  deployment's own environment;
+- nginx (and the Kubernetes ingress) accept bodies at least as large as the app does and
+  wait for a response at least as long as gunicorn lets a worker run;
+- gunicorn keeps idle connections open longer than nginx's upstream keepalive;
+- each deployment's ProxyFix counts equal the X-Forwarded-* headers nginx sets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.settings import DEFAULT_MAX_CONTENT_LENGTH
+from tests.processes import ROOT, base_env
+
+NGINX_TEMPLATES = [ROOT / "nginx" / "templates", ROOT / "nginx" / "tls"]
+NGINX_FILES = [*ROOT.glob("nginx/*/*.template"), *ROOT.glob("nginx/kit/*.conf")]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+PROXY_FIX = {
+    "PROXY_FIX_X_FOR": "X-Forwarded-For",
+    "PROXY_FIX_X_PROTO": "X-Forwarded-Proto",
+    "PROXY_FIX_X_HOST": "X-Forwarded-Host",
+    "PROXY_FIX_X_PORT": "X-Forwarded-Port",
+    "PROXY_FIX_X_PREFIX": "X-Forwarded-Prefix",
+}
+# Stands in for the secrets each deployment keeps outside its files.
+SECRETS = {"SECRET_KEY": "s" * 40, "DATABASE_URL": "sqlite:///agreement.db"}
+
+
+def yaml_documents(path: Path) -> list[dict[str, Any]]:
+    """Every YAML document in `path`."""
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def kubernetes_object(kind: str) -> dict[str, Any]:
+    """The one object of `kind` in deploy/kubernetes/."""
+    found = [
+        doc
+        for path in KUBERNETES.glob("*.yaml")
+        for doc in yaml_documents(path)
+        if doc.get("kind") == kind
+    ]
+    assert len(found) == 1, f"{len(found)} {kind} objects"
+    return found[0]
+
+
+def unit_values(key: str) -> list[str]:
+    """Every value of `key=` in the systemd unit (keys may repeat)."""
+    text = (ROOT / "deploy" / "systemd" / "kit.service").read_text()
+    return re.findall(rf"^{key}=(.*)$", text, re.MULTILINE)
+
+
+def supervisor_value(key: str) -> str:
+    """The value of `key=` in the supervisor program."""
+    text = (ROOT / "deploy" / "supervisor" / "kit.conf").read_text()
+    (value,) = re.findall(rf"^{key}=(.*)$", text, re.MULTILINE)
+    return value
+
+
+def compose_service(name: str) -> dict[str, Any]:
+    """One service of compose.yaml."""
+    service: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"][name]
+    return service
+
+
+def deployment_environments() -> dict[str, dict[str, str]]:
+    """The environment each deployment gives gunicorn, secrets aside."""
+    systemd = dict(line.split("=", 1) for line in unit_values("Environment"))
+    supervisor = dict(re.findall(r'(\w+)="([^"]*)"', supervisor_value("environment")))
+    compose = {k: str(v) for k, v in compose_service("app")["environment"].items()}
+    kubernetes = kubernetes_object("ConfigMap")["data"]
+    return {"compose": compose, "systemd": systemd, "supervisor": supervisor, "k8s": kubernetes}
+
+
+def resolve_gunicorn(environment: dict[str, str]) -> dict[str, Any]:
+    """timeout, graceful_timeout and keepalive as gunicorn.conf.py resolves them."""
+    code = (
+        "import json, runpy; c = runpy.run_path('gunicorn.conf.py'); "
+        "print(json.dumps({k: c[k] for k in ('timeout', 'graceful_timeout', 'keepalive')}))"
+    )
+    env = base_env(**{**environment, **SECRETS})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    resolved: dict[str, Any] = json.loads(result.stdout)
+    return resolved
+
+
+def seconds(value: str | int) -> int:
+    """A duration as compose ("45s", "1m30s"), systemd or nginx ("60s") write it."""
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    assert text, "empty duration"
+    assert parts is not None, f"not a duration: {text!r}"
+    return sum(int(n) * units[u] for n, u in zip(parts.groups(), "hms", strict=True) if n)
+
+
+def nginx_size(value: str) -> int:
+    """An nginx size ("1m", "512k", "1048576") in bytes."""
+    scale = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    unit = value[-1].lower()
+    return int(value[:-1]) * scale[unit] if unit in scale else int(value)
+
+
+def nginx_directive(name: str, files: list[Path] = NGINX_FILES) -> list[str]:
+    """Every value of `name` in the nginx files."""
+    pattern = re.compile(rf"^\s*{name}\s+([^;]+);", re.MULTILINE)
+    return [value for path in files for value in pattern.findall(path.read_text())]
+
+
+def stop_timeouts() -> dict[str, int]:
+    """Seconds each deployment waits after SIGTERM before it kills gunicorn."""
+    pod = kubernetes_object("Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    (systemd,) = unit_values("TimeoutStopSec")
+    return {
+        "compose": seconds(compose_service("app")["stop_grace_period"]),
+        "systemd": seconds(systemd),
+        "supervisor": int(supervisor_value("stopwaitsecs")),
+        # The pod's grace period also has to cover the preStop pause before SIGTERM.
+        "k8s": pod["terminationGracePeriodSeconds"] - int(pre_stop[1]),
+    }
+
+
+@pytest.mark.parametrize("deployment", ["compose", "systemd", "supervisor", "k8s"])
+def test_graceful_timeout_fits_in_every_stop_timeout(deployment: str) -> None:
+    """gunicorn finishes its graceful shutdown before the supervisor of the process kills it."""
+    gunicorn = resolve_gunicorn(deployment_environments()[deployment])
+    assert gunicorn["graceful_timeout"] < stop_timeouts()[deployment]
+
+
+def test_every_stop_signal_is_sigterm() -> None:
+    """Every deployment stops gunicorn with SIGTERM, its graceful shutdown."""
+    assert re.findall(r"^STOPSIGNAL (\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE) == [
+        "SIGTERM"
+    ]
+    assert unit_values("KillSignal") == ["SIGTERM"]
+    assert supervisor_value("stopsignal") == "TERM"
+
+
+def test_nginx_accepts_every_body_the_app_accepts() -> None:
+    """nginx's and the ingress's body limits are at least the app's MAX_CONTENT_LENGTH."""
+    limits = nginx_directive("client_max_body_size")
+    assert limits
+    assert all(nginx_size(limit) >= DEFAULT_MAX_CONTENT_LENGTH for limit in limits)
+    annotations = kubernetes_object("Ingress")["metadata"]["annotations"]
+    ingress = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert nginx_size(ingress) >= DEFAULT_MAX_CONTENT_LENGTH
+    for environment in deployment_environments().values():
+        assert "MAX_CONTENT_LENGTH" not in environment  # the default is what nginx matches
+
+
+@pytest.mark.parametrize("deployment", ["compose", "systemd", "supervisor", "k8s"])
+def test_proxies_wait_at_least_as_long_as_gunicorn(deployment: str) -> None:
+    """nginx's and the ingress's read timeouts are not shorter than gunicorn's timeout."""
+    timeout = resolve_gunicorn(deployment_environments()[deployment])["timeout"]
+    reads = nginx_directive("proxy_read_timeout")
+    assert reads
+    assert all(seconds(read) >= timeout for read in reads)
+    annotations = kubernetes_object("Ingress")["metadata"]["annotations"]
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= timeout
+
+
+@pytest.mark.parametrize("deployment", ["compose", "systemd", "supervisor"])
+def test_gunicorn_keepalive_outlasts_nginx_upstream_keepalive(deployment: str) -> None:
+    """nginx drops an idle upstream connection before gunicorn does (no reset mid-send)."""
+    keepalive = resolve_gunicorn(deployment_environments()[deployment])["keepalive"]
+    templates = [path for directory in NGINX_TEMPLATES for path in directory.glob("*.template")]
+    upstream_timeouts = [
+        seconds(match)
+        for path in templates
+        for block in re.findall(r"^upstream \w+ \{(.*?)^\}", path.read_text(), re.DOTALL | re.M)
+        for match in re.findall(r"keepalive_timeout\s+(\w+);", block)
+    ]
+    assert len(upstream_timeouts) == len(templates)
+    assert all(timeout < keepalive for timeout in upstream_timeouts)
+
+
+@pytest.mark.parametrize("deployment", ["compose", "systemd", "supervisor", "k8s"])
+def test_proxy_fix_counts_match_the_headers_nginx_sets(deployment: str) -> None:
+    """Each X-Forwarded-* header nginx sets is trusted for exactly one hop, and no other."""
+    environment = deployment_environments()[deployment]
+    set_by_nginx = {
+        value.split()[0].lower()
+        for value in nginx_directive("proxy_set_header")
+        if value.lower().startswith("x-forwarded-")
+    }
+    for variable, header in PROXY_FIX.items():
+        expected = 1 if header.lower() in set_by_nginx else 0
+        assert int(environment.get(variable, "0")) == expected, variable
