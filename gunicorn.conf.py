@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from app import server
+from app.scheduler import runner as scheduler
 
 env = server.Env(os.environ)
 # Validate the app's settings in the master: a bad value fails once, in one line, instead
@@ -114,7 +115,16 @@ def when_ready(arbiter: Any) -> None:
 
 post_fork = server.prepare_worker  # JSON error pages; psycogreen under gevent
 
-post_worker_init = server.announce_worker
+
+def post_worker_init(worker: Any) -> None:
+    """In each worker, after fork and after the app is loaded (gevent has patched threads
+    into greenlets by now): start the job scheduler when SCHEDULER_ENABLED, then report."""
+    scheduler.start_in_worker(worker)
+    server.announce_worker(worker)
+
+
+# A stopping worker gives running jobs graceful_timeout minus 5 s, then hands their runs back.
+worker_exit = scheduler.stop_in_worker
 pre_request = server.remember_request
 post_request = server.forget_request
 worker_abort = server.log_timed_out_request

@@ -12,6 +12,7 @@ from app.api import items
 from app.log import configure_logging
 from app.middleware.tracking import TrackingIdMiddleware, expose_in_g
 from app.responses import JSONProvider
+from app.scheduler.cli import cli as scheduler_cli
 from app.sessions import CookieSessionInterface
 from app.settings import Settings
 
@@ -42,6 +43,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(items.bp)
+    # Only the `flask scheduler` commands: schedulers start per gunicorn worker (hooks in
+    # gunicorn.conf.py) or in `flask scheduler run`, never while the app is built.
+    app.cli.add_command(scheduler_cli)
 
     # Middleware, innermost first. ProxyFix rewrites the environ for Flask (only when some
     # proxy is trusted: with every count 0 it would change nothing). The tracking id wraps

@@ -99,6 +99,11 @@ class Settings:
     proxy_fix_x_port: int = 0
     proxy_fix_x_prefix: int = 0
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
+    # Scheduled jobs (app/scheduler/): off unless asked for, so tests and one-off commands
+    # never start a scheduler by accident.
+    scheduler_enabled: bool = False
+    scheduler_jobs: str = "app.jobs:jobs"
+    scheduler_history_days: int = 30
 
     def __post_init__(self) -> None:
         _check_secret_key(self.app_env, self.secret_key)
@@ -147,6 +152,9 @@ class Settings:
             max_content_length=env_int(
                 env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, minimum=1
             ),
+            scheduler_enabled=env_bool(env, "SCHEDULER_ENABLED", False),
+            scheduler_jobs=env.get("SCHEDULER_JOBS", "").strip() or "app.jobs:jobs",
+            scheduler_history_days=env_int(env, "SCHEDULER_HISTORY_DAYS", 30, minimum=1),
         )
 
 

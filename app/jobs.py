@@ -1,0 +1,28 @@
+"""The kit's scheduled jobs, and the example to copy: declare yours on `jobs` the same way.
+
+SCHEDULER_ENABLED=true runs them (README: "Scheduled jobs"); SCHEDULER_JOBS points at
+another registry if you keep yours elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from flask import current_app
+
+from app.scheduler import Registry, Run
+from app.scheduler.lease import purge
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+jobs = Registry()
+
+
+@jobs.cron("purge-job-history", "17 3 * * *")
+def purge_job_history(run: Run) -> None:
+    """Delete job history older than SCHEDULER_HISTORY_DAYS (daily at 03:17 UTC)."""
+    settings: Settings = current_app.extensions["settings"]
+    before = run.scheduled_at - dt.timedelta(days=settings.scheduler_history_days)
+    deleted = purge(run.session, before)
+    log.info("purged %s job runs scheduled before %s", deleted, before.isoformat())

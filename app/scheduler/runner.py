@@ -1,0 +1,230 @@
+"""Running jobs in one process.
+
+A loop thread (a greenlet under gevent, whose workers patch threading) claims due times,
+starts each claimed job in a thread of its own, renews the leases of running jobs, and
+takes over runs whose holder stopped renewing. gunicorn starts one per worker after fork
+(`start_in_worker`, never in the master); `flask scheduler run` runs one in the foreground.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from werkzeug.utils import import_string
+
+from app.db import Database
+from app.middleware.tracking import new_tracking_id, tracking_scope
+from app.models import utcnow
+from app.scheduler import lease
+from app.scheduler.jobs import Job, Registry, Run
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How often the loop looks for due times: the lateness of a run, at most.
+POLL_SECONDS = 0.5
+# How often it looks for runs whose holder died (a query per process).
+SCAN_SECONDS = 5.0
+# Margin kept from gunicorn's graceful_timeout when a stopping worker waits for its jobs.
+SHUTDOWN_MARGIN_SECONDS = 5.0
+
+
+@dataclass
+class _Active:
+    job: Job
+    run_id: int
+    tracking_id: str
+    thread: threading.Thread
+    renewed: float = field(default_factory=time.monotonic)
+
+
+class Scheduler:
+    """Runs `registry`'s jobs in this process; the database decides who runs each time."""
+
+    def __init__(self, app: Flask, registry: Registry) -> None:
+        self.app = app
+        self.registry = registry
+        self.db: Database = app.extensions["db"]
+        host = socket.gethostname()[:100]
+        self.holder = lease.Holder(host, os.getpid(), uuid.uuid4().hex[:8])
+        self._stopping = threading.Event()
+        self._loop: threading.Thread | None = None
+        self._active: dict[int, _Active] = {}
+        self._seen: dict[str, dt.datetime] = {}
+        self._next_scan = 0.0
+
+    def start(self) -> None:
+        """Run the loop in a daemon thread (a greenlet under gevent)."""
+        self._loop = threading.Thread(target=self.run, name="scheduler", daemon=True)
+        self._loop.start()
+
+    def run(self) -> None:
+        """Loop until `request_stop`; a failed pass (database down) is logged and retried."""
+        log.info("scheduler started: %s", ", ".join(sorted(self.registry.jobs)) or "no jobs")
+        while not self._stopping.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduler pass failed; retrying in %s s", POLL_SECONDS)
+            self._stopping.wait(POLL_SECONDS)
+
+    def request_stop(self) -> None:
+        """Stop claiming new runs (safe from a signal handler)."""
+        self._stopping.set()
+
+    def stop(self, wait: float) -> None:
+        """Stop claiming, give running jobs up to `wait` seconds (renewing their leases),
+        then hand back the runs still going, so another process retries them at once."""
+        self.request_stop()
+        deadline = time.monotonic() + wait
+        if self._loop is not None and self._loop is not threading.current_thread():
+            self._loop.join(max(0.0, deadline - time.monotonic()))
+        while self._reap() and time.monotonic() < deadline:
+            self._renew()
+            time.sleep(0.1)
+        for active in self._active.values():
+            with self.db.session_scope(active.tracking_id) as session:
+                lease.release(session, active.run_id, self.holder)
+            log.warning("job %s still running at shutdown: run handed back", active.job.name)
+
+    def tick(self) -> None:
+        """One pass: reap, renew, claim due times, and now and then take over expired runs."""
+        self._reap()
+        self._renew()
+        now = utcnow()
+        for job in self.registry.jobs.values():
+            for scheduled_at in self._due(job, now):
+                self._claim(job, scheduled_at)
+        if time.monotonic() >= self._next_scan:
+            self._take_over_expired()
+            self._next_scan = time.monotonic() + SCAN_SECONDS
+
+    def _due(self, job: Job, now: dt.datetime) -> list[dt.datetime]:
+        seen = self._seen.get(job.name)
+        if seen is None:  # first pass: the catch-up policy decides about missed times
+            self._seen[job.name] = job.latest(now)
+            return [self._seen[job.name]] if job.catch_up == "latest" else []
+        times = list(job.due(seen, now))
+        if times:
+            self._seen[job.name] = times[-1]
+        return times
+
+    def _claim(self, job: Job, scheduled_at: dt.datetime) -> None:
+        tracking_id = new_tracking_id()
+        with self.db.session_scope(tracking_id) as session:
+            run_id = lease.claim(session, job, scheduled_at, self.holder, tracking_id)
+        if run_id is not None:
+            self._start(job, run_id, scheduled_at, 1, tracking_id)
+
+    def _take_over_expired(self) -> None:
+        with self.db.session_scope() as session:
+            candidates = lease.expired(session, list(self.registry.jobs))
+        for run_id, name in candidates:
+            job = self.registry.jobs[name]
+            tracking_id = new_tracking_id()
+            with self.db.session_scope(tracking_id) as session:
+                taken = lease.take_over(session, run_id, job, self.holder, tracking_id)
+                if taken is None and lease.abandon(session, run_id, job):
+                    log.error(
+                        "job %s: run %s abandoned after %s attempts", name, run_id, job.max_attempts
+                    )
+            if taken is not None:
+                log.warning("job %s: took over run %s (attempt %s)", name, run_id, taken[1])
+                self._start(job, run_id, taken[0], taken[1], tracking_id)
+
+    def _start(
+        self, job: Job, run_id: int, scheduled_at: dt.datetime, attempt: int, tracking_id: str
+    ) -> None:
+        thread = threading.Thread(
+            target=self._execute,
+            args=(job, run_id, scheduled_at, attempt, tracking_id),
+            name=f"job {job.name}",
+            daemon=True,
+        )
+        self._active[run_id] = _Active(job, run_id, tracking_id, thread)
+        thread.start()
+
+    def _execute(
+        self, job: Job, run_id: int, scheduled_at: dt.datetime, attempt: int, tracking_id: str
+    ) -> None:
+        """Run the job under its tracking id with a session of its own, then record it."""
+        error: str | None = None
+        started = time.monotonic()
+        with self.app.app_context(), tracking_scope(tracking_id):
+            try:
+                with self.db.session_scope(tracking_id) as session:
+                    log.info(
+                        "job %s started (scheduled %s, attempt %s)",
+                        job.name,
+                        scheduled_at.isoformat(),
+                        attempt,
+                    )
+                    job.func(Run(scheduled_at, session, attempt, tracking_id))
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                log.exception("job %s failed", job.name)
+            try:
+                with self.db.session_scope(tracking_id) as session:
+                    recorded = lease.finish(session, run_id, self.holder, error)
+            except Exception:
+                log.exception(
+                    "job %s: could not record the outcome; its lease will expire", job.name
+                )
+                return
+            took = round(time.monotonic() - started, 3)
+            if not recorded:
+                log.error("job %s finished after another process took its run over", job.name)
+            else:
+                log.info("job %s %s in %s s", job.name, "failed" if error else "succeeded", took)
+
+    def _renew(self) -> None:
+        now = time.monotonic()
+        for active in self._active.values():
+            if now - active.renewed < active.job.lease.total_seconds() / 3:
+                continue
+            with self.db.session_scope(active.tracking_id) as session:
+                if not lease.renew(session, active.run_id, active.job, self.holder):
+                    log.error("job %s lost its lease", active.job.name)
+            active.renewed = now
+
+    def _reap(self) -> bool:
+        """Forget finished job threads; whether any job is still running."""
+        for run_id in [r for r, active in self._active.items() if not active.thread.is_alive()]:
+            del self._active[run_id]
+        return bool(self._active)
+
+
+def load_registry(settings: Settings) -> Registry:
+    """Import the registry SCHEDULER_JOBS names (module:attribute)."""
+    registry = import_string(settings.scheduler_jobs)
+    if not isinstance(registry, Registry):
+        raise TypeError(f"SCHEDULER_JOBS={settings.scheduler_jobs} is not a Registry")
+    return registry
+
+
+def start_in_worker(worker: Any) -> None:
+    """gunicorn post_worker_init: start this worker's scheduler when SCHEDULER_ENABLED."""
+    app: Flask = worker.wsgi
+    settings: Settings = app.extensions["settings"]
+    if settings.scheduler_enabled:
+        scheduler = Scheduler(app, load_registry(settings))
+        app.extensions["scheduler"] = scheduler
+        scheduler.start()
+
+
+def stop_in_worker(server: Any, worker: Any) -> None:
+    """gunicorn worker_exit (in the worker): let running jobs finish inside the graceful
+    timeout."""
+    app = getattr(worker, "wsgi", None)
+    scheduler = app.extensions.get("scheduler") if isinstance(app, Flask) else None
+    if scheduler is not None:
+        scheduler.stop(wait=max(0.0, worker.cfg.graceful_timeout - SHUTDOWN_MARGIN_SECONDS))
