@@ -74,6 +74,10 @@ def test_log_format_defaults_to_json_outside_development(environ: dict[str, str]
         pytest.param({"DB_POOL_TIMEOUT": "nan"}, "DB_POOL_TIMEOUT", id="nan-pool-timeout"),
         pytest.param({"DB_POOL_RECYCLE": "0"}, "DB_POOL_RECYCLE", id="zero-recycle"),
         pytest.param({"DB_CONNECT_TIMEOUT": "0"}, "DB_CONNECT_TIMEOUT", id="zero-connect"),
+        pytest.param({"SCHEDULER_ENABLED": "maybe"}, "SCHEDULER_ENABLED", id="scheduler-maybe"),
+        pytest.param(
+            {"SCHEDULER_HISTORY_DAYS": "0"}, "SCHEDULER_HISTORY_DAYS", id="zero-history-days"
+        ),
         pytest.param(
             {"DB_STATEMENT_TIMEOUT_MS": "-5"}, "DB_STATEMENT_TIMEOUT_MS", id="negative-statement"
         ),
@@ -170,3 +174,12 @@ def test_database_url_error_does_not_echo_the_password() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"DATABASE_URL": "mysql://user:hunter2@db/app"})
     assert "hunter2" not in str(caught.value)
+
+
+def test_scheduler_is_off_unless_enabled() -> None:
+    """No environment variable: no scheduler, the kit's jobs, 30 days of history."""
+    settings = Settings.from_env({})
+    assert (settings.scheduler_enabled, settings.scheduler_jobs) == (False, "app.jobs:jobs")
+    assert settings.scheduler_history_days == 30
+    enabled = Settings.from_env({"SCHEDULER_ENABLED": "true", "SCHEDULER_JOBS": "my.jobs:jobs"})
+    assert (enabled.scheduler_enabled, enabled.scheduler_jobs) == (True, "my.jobs:jobs")

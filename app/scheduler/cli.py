@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 from types import FrameType
@@ -52,4 +53,9 @@ def history(job: str | None, limit: int) -> None:
         query = query.where(JobRun.job == job)
     with get_db().session_scope() as session:
         for job_run in session.scalars(query):
-            click.echo(json.dumps(job_run.to_dict(), default=str))
+            click.echo(json.dumps(job_run.to_dict(), default=_iso))
+
+
+def _iso(value: object) -> str:
+    """Datetimes as ISO 8601 in the JSON lines."""
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)

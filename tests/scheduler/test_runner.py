@@ -1,0 +1,197 @@
+"""app/scheduler/runner.py in one process on SQLite: outcomes, logs, catch-up and shutdown.
+
+The multi-process guarantees (several workers and hosts, SIGKILL) are in
+test_exactly_once.py; these drive one Scheduler's passes directly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text
+
+from app.models import JobRun, utcnow
+from app.scheduler import Registry, Run, Scheduler
+from tests.conftest import AppFactory, LogReader, migrate
+from tests.processes import ROOT, base_env
+
+
+@pytest.fixture
+def app(make_app: AppFactory, sqlite_file: str) -> Flask:
+    """The app on a migrated SQLite file of this test's own."""
+    return make_app(database_url=sqlite_file)
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> str:
+    """A migrated SQLite database for one test."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    migrate(url)
+    return url
+
+
+def runs(app: Flask) -> list[JobRun]:
+    """Every job run, oldest first."""
+    with app.extensions["db"].session_scope() as session:
+        found = list(session.scalars(select(JobRun).order_by(JobRun.id)))
+        session.expunge_all()
+        return found
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10) -> None:
+    """Poll `condition()` until true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def one_pass(app: Flask, registry: Registry) -> Scheduler:
+    """A new scheduler (as in a freshly started process) makes one pass and stops."""
+    scheduler = Scheduler(app, registry)
+    scheduler.tick()
+    scheduler.stop(wait=5)
+    return scheduler
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event that blocking jobs wait for; set at teardown so no thread is left behind."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def test_successful_run_is_recorded_with_its_tracking_id(app: Flask, read_logs: LogReader) -> None:
+    """A job's session works, the run ends succeeded, and its log lines carry its id."""
+    registry = Registry()
+
+    @registry.every("count", seconds=60)
+    def count(run: Run) -> None:
+        assert run.session.execute(text("SELECT count(*) FROM items")).scalar_one() == 0
+
+    scheduler = Scheduler(app, registry)
+    scheduler.tick()
+    wait_for(lambda: runs(app) and runs(app)[0].status != "running")
+    (stored,) = runs(app)
+    assert (stored.job, stored.status, stored.attempts, stored.error) == (
+        "count",
+        "succeeded",
+        1,
+        None,
+    )
+    job_lines = [line for line in read_logs() if line["logger"] == "app.scheduler.runner"]
+    messages = {line["message"].split(" in ")[0] for line in job_lines}
+    assert "job count succeeded" in messages
+    assert {line["tracking_id"] for line in job_lines} == {stored.tracking_id}
+
+
+def test_failing_job_is_recorded_failed_with_the_error(app: Flask, read_logs: LogReader) -> None:
+    """An exception ends the run as failed, with its message stored and its traceback logged."""
+    registry = Registry()
+
+    @registry.every("broken", seconds=60)
+    def broken(run: Run) -> None:
+        raise ValueError("no such thing")
+
+    Scheduler(app, registry).tick()
+    wait_for(lambda: runs(app) and runs(app)[0].status != "running")
+    (stored,) = runs(app)
+    assert (stored.status, stored.error) == ("failed", "ValueError: no such thing")
+    (failure,) = [line for line in read_logs() if line["message"] == "job broken failed"]
+    assert failure["tracking_id"] == stored.tracking_id
+    assert "ValueError: no such thing" in failure["exception"]
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "claimed"),
+    [pytest.param("latest", 1, id="latest-runs-once"), pytest.param("skip", 0, id="skip")],
+)
+def test_first_pass_follows_the_catch_up_policy(app: Flask, catch_up: str, claimed: int) -> None:
+    """On start, "latest" runs the most recent scheduled time once; "skip" waits for the next."""
+    registry = Registry()
+    registry.every("hourly", seconds=3600, catch_up=catch_up)(lambda run: None)  # type: ignore[arg-type]
+    one_pass(app, registry)
+    one_pass(app, registry)
+    assert len(runs(app)) == claimed
+
+
+def test_a_second_scheduler_does_not_rerun_a_time(app: Flask) -> None:
+    """A restarted process (a new Scheduler) catches up on nothing already done."""
+    registry = Registry()
+    registry.every("hourly", seconds=3600)(lambda run: None)
+    first = one_pass(app, registry)
+    one_pass(app, registry)
+    (stored,) = runs(app)
+    assert stored.holder == first.holder.name
+
+
+def test_stop_hands_back_a_job_that_outlives_the_wait(
+    app: Flask, release: threading.Event, read_logs: LogReader
+) -> None:
+    """A job still running when the wait ends has its lease ended, for another process."""
+    registry = Registry()
+    registry.every("stuck", seconds=3600, lease_seconds=60)(lambda run: release.wait(10))  # type: ignore[arg-type]
+    scheduler = Scheduler(app, registry)
+    scheduler.tick()
+    wait_for(lambda: runs(app))
+    started = time.monotonic()
+    scheduler.stop(wait=0.3)
+    assert time.monotonic() - started < 2
+    (stored,) = runs(app)
+    assert stored.status == "running"
+    assert stored.lease_expires_at <= utcnow()
+    assert any("handed back" in line["message"] for line in read_logs())
+
+
+def test_stop_waits_for_a_job_that_finishes_in_time(app: Flask, release: threading.Event) -> None:
+    """A job that ends within the wait is recorded as succeeded before stop returns."""
+    registry = Registry()
+    registry.every("brief", seconds=3600)(lambda run: release.wait(10))  # type: ignore[arg-type]
+    scheduler = Scheduler(app, registry)
+    scheduler.tick()
+    wait_for(lambda: runs(app))
+    threading.Timer(0.3, release.set).start()
+    scheduler.stop(wait=10)
+    assert runs(app)[0].status == "succeeded"
+
+
+def test_history_command_prints_json_lines(app: Flask) -> None:
+    """`flask scheduler history` prints the newest runs, one JSON object per line."""
+    registry = Registry()
+    registry.every("hourly", seconds=3600)(lambda run: None)
+    one_pass(app, registry)
+    result = app.test_cli_runner().invoke(args=["scheduler", "history", "--job", "hourly"])
+    assert result.exit_code == 0, result.output
+    (line,) = [json.loads(text) for text in result.output.splitlines()]
+    assert (line["job"], line["status"], line["attempts"]) == ("hourly", "succeeded", 1)
+
+
+def test_scheduler_run_command_serves_until_sigterm(sqlite_file: str, tmp_path: Path) -> None:
+    """`flask scheduler run` runs the jobs in its own process and exits 0 on SIGTERM."""
+    events = tmp_path / "events"
+    env = base_env(
+        DATABASE_URL=sqlite_file, SCHEDULER_JOBS="tests.apps.jobs:ticks", JOB_EVENTS=str(events)
+    )
+    flask = Path(sys.executable).with_name("flask")
+    proc = subprocess.Popen(
+        [str(flask), "--app", "app.wsgi", "scheduler", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: events.exists() and events.read_text().count("\n") >= 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
