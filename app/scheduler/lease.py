@@ -133,10 +133,12 @@ def renew(session: Session, run_id: int, job: Job, holder: Holder) -> bool:
 
 
 def finish(session: Session, run_id: int, holder: Holder, error: str | None) -> bool:
-    """Record the outcome; False when the run was taken over meanwhile."""
-    status = "failed" if error else "succeeded"
+    """Record the outcome; False when the run was taken over meanwhile. A success keeps
+    the note a takeover left in `error`."""
     now = dt.datetime.now(dt.UTC)
-    return _mine(session, run_id, holder, status=status, finished_at=now, error=error)
+    if error is None:
+        return _mine(session, run_id, holder, status="succeeded", finished_at=now)
+    return _mine(session, run_id, holder, status="failed", finished_at=now, error=error)
 
 
 def release(session: Session, run_id: int, holder: Holder) -> bool:

@@ -104,19 +104,22 @@ class Scheduler:
         for job in self.registry.jobs.values():
             for scheduled_at in self._due(job, now):
                 self._claim(job, scheduled_at)
+                # Only once the database has answered: a failed claim is retried next pass.
+                self._seen[job.name] = scheduled_at
         if time.monotonic() >= self._next_scan:
             self._take_over_expired()
             self._next_scan = time.monotonic() + SCAN_SECONDS
 
     def _due(self, job: Job, now: dt.datetime) -> list[dt.datetime]:
+        """Times to claim now: those after the last one claimed, or on the first pass what
+        the catch-up policy says about times missed while no scheduler ran."""
         seen = self._seen.get(job.name)
-        if seen is None:  # first pass: the catch-up policy decides about missed times
-            self._seen[job.name] = job.latest(now)
-            return [self._seen[job.name]] if job.catch_up == "latest" else []
-        times = list(job.due(seen, now))
-        if times:
-            self._seen[job.name] = times[-1]
-        return times
+        if seen is not None:
+            return list(job.due(seen, now))
+        if job.catch_up == "latest":
+            return [job.latest(now)]
+        self._seen[job.name] = job.latest(now)
+        return []
 
     def _claim(self, job: Job, scheduled_at: dt.datetime) -> None:
         tracking_id = new_tracking_id()

@@ -162,7 +162,9 @@ def test_a_taken_over_run_cannot_be_finished_by_the_old_holder(
     assert in_tx(lease.finish, run_id, ME, "boom") is False
     assert in_tx(lease.renew, run_id, j, ME) is False
     assert in_tx(lease.finish, run_id, OTHER, None) is True
-    assert row(db, run_id).status == "succeeded"
+    stored = row(db, run_id)
+    assert stored.status == "succeeded"
+    assert stored.error == "taken over: the previous holder's lease expired"
 
 
 def test_renew_extends_the_lease(db: Database, in_tx: Callable[..., Any]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from app.models import JobRun, utcnow
 from app.scheduler import Registry, Run, Scheduler
@@ -195,3 +196,20 @@ def test_scheduler_run_command_serves_until_sigterm(sqlite_file: str, tmp_path: 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_a_claim_the_database_refused_is_retried(app: Flask) -> None:
+    """Times whose claim failed (database unreachable) are claimed on a later pass."""
+    registry = Registry()
+    registry.every("hourly", seconds=3600)(lambda run: None)
+    scheduler = Scheduler(app, registry)
+    db = app.extensions["db"]
+    with db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE job_runs RENAME TO job_runs_away"))
+    with pytest.raises(OperationalError):
+        scheduler.tick()
+    with db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE job_runs_away RENAME TO job_runs"))
+    scheduler.tick()
+    scheduler.stop(wait=5)
+    assert [run.status for run in runs(app)] == ["succeeded"]
