@@ -9,6 +9,9 @@ VENV := .venv
 UV_VERSION := 0.13.8
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
+# Trust the system's certificate store, as pip does, so package downloads also work behind
+# a proxy whose root certificate is installed there (uv's bundled roots would refuse it).
+export UV_SYSTEM_CERTS := 1
 PYTEST_ARGS ?=
 
 .PHONY: help install migrate revision serve test lint typecheck check bench lock clean
