@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -84,12 +84,7 @@ def take_over(
     now = dt.datetime.now(dt.UTC)
     result = session.execute(
         update(JobRun)
-        .where(
-            JobRun.id == run_id,
-            JobRun.status == "running",
-            JobRun.lease_expires_at < now,
-            JobRun.attempts < job.max_attempts,
-        )
+        .where(*_lease_expired(run_id, now), JobRun.attempts < job.max_attempts)
         .values(
             holder=holder.name,
             host=holder.host,
@@ -111,12 +106,7 @@ def abandon(session: Session, run_id: int, job: Job) -> bool:
     now = dt.datetime.now(dt.UTC)
     result = session.execute(
         update(JobRun)
-        .where(
-            JobRun.id == run_id,
-            JobRun.status == "running",
-            JobRun.lease_expires_at < now,
-            JobRun.attempts >= job.max_attempts,
-        )
+        .where(*_lease_expired(run_id, now), JobRun.attempts >= job.max_attempts)
         .values(
             status="abandoned",
             finished_at=now,
@@ -156,6 +146,11 @@ def purge(session: Session, before: dt.datetime) -> int:
         )
     )
     return result.rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+def _lease_expired(run_id: int, now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    """The run is still running, and its holder's lease ended before `now`."""
+    return (JobRun.id == run_id, JobRun.status == "running", JobRun.lease_expires_at < now)
 
 
 def _mine(session: Session, run_id: int, holder: Holder, **values: object) -> bool:
