@@ -38,6 +38,16 @@ class Upserted(Generic[ModelT]):
     inserted: bool
 
 
+def dialect_insert(session: Session, model: type[Any]) -> postgresql.Insert | sqlite.Insert:
+    """INSERT for `model` on the session's backend, with its ON CONFLICT clauses."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"ON CONFLICT needs PostgreSQL or SQLite, not {dialect}")
+
+
 def upsert(
     session: Session,
     model: type[ModelT],
@@ -58,10 +68,7 @@ def upsert(
         # rows wrongly. Refuse on both, before the database sees it.
         raise ValueError(f"upsert: two rows share a value of the conflict columns {conflict}")
     dialect = session.get_bind().dialect.name
-    if dialect not in {"postgresql", "sqlite"}:
-        raise NotImplementedError(f"upsert supports PostgreSQL and SQLite, not {dialect}")
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(model).values([dict(row) for row in values])
+    stmt = dialect_insert(session, model).values([dict(row) for row in values])
     if update is None:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
     else:

@@ -11,11 +11,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.models import JobRun
+from app.models import JobRun, utcnow
 from app.scheduler.jobs import Job
+from app.upsert import dialect_insert
 
 
 @dataclass(frozen=True)
@@ -32,20 +32,13 @@ class Holder:
         return f"{self.host}:{self.pid}:{self.token}"
 
 
-def _insert(session: Session) -> postgresql.Insert | sqlite.Insert:
-    """INSERT with the backend's ON CONFLICT clause (both databases have DO NOTHING)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(JobRun)
-    return sqlite.insert(JobRun)
-
-
 def claim(
     session: Session, job: Job, scheduled_at: dt.datetime, holder: Holder, tracking_id: str
 ) -> int | None:
     """Take (job, scheduled_at) if nobody has: the new run's id, or None."""
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     statement = (
-        _insert(session)
+        dialect_insert(session, JobRun)
         .values(
             job=job.name,
             scheduled_at=scheduled_at,
@@ -67,7 +60,7 @@ def claim(
 
 def expired(session: Session, jobs: list[str]) -> list[tuple[int, str]]:
     """Running runs of `jobs` whose lease has expired: (id, job) pairs."""
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     rows = session.execute(
         select(JobRun.id, JobRun.job).where(
             JobRun.status == "running", JobRun.lease_expires_at < now, JobRun.job.in_(jobs)
@@ -81,7 +74,7 @@ def take_over(
 ) -> tuple[dt.datetime, int] | None:
     """Take an expired run from a holder that stopped renewing: (scheduled time, attempt),
     or None when another process was faster or the lease is alive again."""
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     result = session.execute(
         update(JobRun)
         .where(*_lease_expired(run_id, now), JobRun.attempts < job.max_attempts)
@@ -103,7 +96,7 @@ def take_over(
 
 def abandon(session: Session, run_id: int, job: Job) -> bool:
     """Give up on an expired run whose holders died `max_attempts` times."""
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     result = session.execute(
         update(JobRun)
         .where(*_lease_expired(run_id, now), JobRun.attempts >= job.max_attempts)
@@ -118,14 +111,14 @@ def abandon(session: Session, run_id: int, job: Job) -> bool:
 
 def renew(session: Session, run_id: int, job: Job, holder: Holder) -> bool:
     """Extend this holder's lease; False when the run is no longer ours."""
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     return _mine(session, run_id, holder, lease_expires_at=now + job.lease)
 
 
 def finish(session: Session, run_id: int, holder: Holder, error: str | None) -> bool:
     """Record the outcome; False when the run was taken over meanwhile. A success keeps
     the note a takeover left in `error`."""
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     if error is None:
         return _mine(session, run_id, holder, status="succeeded", finished_at=now)
     return _mine(session, run_id, holder, status="failed", finished_at=now, error=error)
@@ -133,7 +126,7 @@ def finish(session: Session, run_id: int, holder: Holder, error: str | None) -> 
 
 def release(session: Session, run_id: int, holder: Holder) -> bool:
     """Hand an unfinished run back: its lease expires now, so another process retries it."""
-    return _mine(session, run_id, holder, lease_expires_at=dt.datetime.now(dt.UTC))
+    return _mine(session, run_id, holder, lease_expires_at=utcnow())
 
 
 def purge(session: Session, before: dt.datetime) -> int:
