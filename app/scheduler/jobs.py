@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from croniter import croniter
 from sqlalchemy.orm import Session
@@ -78,6 +78,14 @@ class Job:
             when = self.after(when)
 
 
+class JobOptions(TypedDict, total=False):
+    """The options `every` and `cron` share (see `Registry`)."""
+
+    lease_seconds: float
+    max_attempts: int
+    catch_up: CatchUp
+
+
 class Registry:
     """The jobs a scheduler runs, declared with the `every` and `cron` decorators.
 
@@ -90,52 +98,31 @@ class Registry:
         self.jobs: dict[str, Job] = {}
 
     def every(
-        self,
-        name: str,
-        *,
-        seconds: float,
-        lease_seconds: float = 60,
-        max_attempts: int = 3,
-        catch_up: CatchUp = "latest",
+        self, name: str, *, seconds: float, **options: Unpack[JobOptions]
     ) -> Callable[[JobFunc], JobFunc]:
         """Declare `name` to run every `seconds`, counted from the Unix epoch."""
-        return self._declare(
-            Job(
-                name,
-                _pending,
-                dt.timedelta(seconds=seconds),
-                None,
-                dt.timedelta(seconds=lease_seconds),
-                max_attempts,
-                catch_up,
-            )
-        )
+        return self._declare(name, dt.timedelta(seconds=seconds), None, **options)
 
     def cron(
+        self, name: str, expression: str, **options: Unpack[JobOptions]
+    ) -> Callable[[JobFunc], JobFunc]:
+        """Declare `name` to run at the times of a cron `expression`, in UTC."""
+        return self._declare(name, None, expression, **options)
+
+    def _declare(
         self,
         name: str,
-        expression: str,
-        *,
+        every: dt.timedelta | None,
+        cron: str | None,
         lease_seconds: float = 60,
         max_attempts: int = 3,
         catch_up: CatchUp = "latest",
     ) -> Callable[[JobFunc], JobFunc]:
-        """Declare `name` to run at the times of a cron `expression`, in UTC."""
-        return self._declare(
-            Job(
-                name,
-                _pending,
-                None,
-                expression,
-                dt.timedelta(seconds=lease_seconds),
-                max_attempts,
-                catch_up,
-            )
-        )
-
-    def _declare(self, job: Job) -> Callable[[JobFunc], JobFunc]:
-        if job.name in self.jobs:
-            raise ValueError(f"job {job.name!r} is declared twice")
+        # Built (and so validated) now, where the job is declared; the function comes next.
+        lease = dt.timedelta(seconds=lease_seconds)
+        job = Job(name, _pending, every, cron, lease, max_attempts, catch_up)
+        if name in self.jobs:
+            raise ValueError(f"job {name!r} is declared twice")
 
         def register(func: JobFunc) -> JobFunc:
             self.jobs[job.name] = dataclasses.replace(job, func=func)
