@@ -61,6 +61,62 @@ def get(
     return request(port, "GET", path, headers=headers, timeout=timeout)
 
 
+# What the resolution helpers report from gunicorn.conf.py.
+GUNICORN_CONF_NAMES = (
+    "wsgi_app",
+    "bind",
+    "worker_class",
+    "workers",
+    "threads",
+    "worker_connections",
+    "timeout",
+    "graceful_timeout",
+    "keepalive",
+    "max_requests",
+    "max_requests_jitter",
+    "preload_app",
+    "preload_refused",
+    "forwarded_allow_ips",
+    "worker_tmp_dir",
+    "accesslog",
+    "errorlog",
+    "logger_class",
+    "control_socket_disable",
+)
+
+# Runs in the child: import the file as gunicorn does, then report what it resolved, the
+# pool variables it may have set, and the CPU count its worker defaults were computed from.
+RESOLVE = f"""
+import json, os, runpy
+from app.server import available_cpus
+conf = runpy.run_path("gunicorn.conf.py")
+resolved = {{name: conf[name] for name in {GUNICORN_CONF_NAMES!r}}}
+resolved["cpus"] = available_cpus()
+print(json.dumps(resolved))
+"""
+
+
+def load_gunicorn_conf(**environ: str) -> subprocess.CompletedProcess[str]:
+    """Import gunicorn.conf.py in a fresh interpreter with only `environ` set."""
+    return subprocess.run(
+        [sys.executable, "-c", RESOLVE],
+        cwd=ROOT,
+        env=base_env(**environ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def resolve_gunicorn_conf(**environ: str) -> dict[str, Any]:
+    """The names gunicorn.conf.py resolves under `environ` (fails if the import fails)."""
+    result = load_gunicorn_conf(**environ)
+    assert result.returncode == 0, result.stderr
+    resolved: dict[str, Any] = json.loads(result.stdout)
+    return resolved
+
+
 @dataclass
 class Gunicorn:
     """One gunicorn master started with `gunicorn -c gunicorn.conf.py`, as the image runs it."""

@@ -105,22 +105,23 @@ class Nginx:
         (self.dir / "nginx.conf").write_text(OUTER_CONF.format(dir=self.dir, user=user))
         return self.nginx("-t")
 
-    def nginx(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run the nginx binary against this server's configuration."""
+    def command(self, *args: str) -> list[str]:
+        """The nginx command line for this server's configuration, plus `args`."""
         binary = find_nginx()
         assert binary is not None
-        cmd = [binary, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return [binary, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), *args]
+
+    def nginx(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run nginx with `args` (such as -t) against this server's configuration."""
+        return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=10)
 
     def start(self) -> Nginx:
         """Configure, start, and wait until the port accepts connections (a request would
         count against the rate limit)."""
         checked = self.configure()
         assert checked.returncode == 0, checked.stderr
-        binary = find_nginx()
-        assert binary is not None
         self.proc = subprocess.Popen(
-            [binary, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
+            self.command(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -8,7 +8,6 @@ tests/test_gunicorn_serving.py.)
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,69 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.processes import ROOT, Gunicorn, base_env
+from tests.processes import ROOT, Gunicorn, base_env, load_gunicorn_conf, resolve_gunicorn_conf
 
 # 64 hex digits, the shape `secrets.token_hex(32)` produces.
 GOOD_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
-NAMES = (
-    "wsgi_app",
-    "bind",
-    "worker_class",
-    "workers",
-    "threads",
-    "worker_connections",
-    "timeout",
-    "graceful_timeout",
-    "keepalive",
-    "max_requests",
-    "max_requests_jitter",
-    "preload_app",
-    "preload_refused",
-    "forwarded_allow_ips",
-    "worker_tmp_dir",
-    "accesslog",
-    "errorlog",
-    "logger_class",
-    "control_socket_disable",
-)
-
-# Runs in the child: import the file as gunicorn does, then report what it resolved, the
-# pool variables it may have set, and the CPU count its worker defaults were computed from.
-RESOLVE = f"""
-import json, os, runpy
-from app.server import available_cpus
-conf = runpy.run_path("gunicorn.conf.py")
-resolved = {{name: conf[name] for name in {NAMES!r}}}
-resolved["cpus"] = available_cpus()
-print(json.dumps(resolved))
-"""
-
-
-def load(**environ: str) -> subprocess.CompletedProcess[str]:
-    """Import gunicorn.conf.py in a fresh interpreter with only `environ` set."""
-    return subprocess.run(
-        [sys.executable, "-c", RESOLVE],
-        cwd=ROOT,
-        env=base_env(**environ),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def resolve(**environ: str) -> dict[str, Any]:
-    """The names gunicorn.conf.py resolves under `environ` (fails if the import fails)."""
-    result = load(**environ)
-    assert result.returncode == 0, result.stderr
-    resolved: dict[str, Any] = json.loads(result.stdout)
-    return resolved
-
 
 def test_empty_environment_resolves_to_the_documented_defaults() -> None:
     """With nothing set: loopback:8000, sync with 2 x CPUs + 1 workers, logs to stdio."""
-    resolved = resolve()
+    resolved = resolve_gunicorn_conf()
     cpus = resolved.pop("cpus")
     assert resolved == {
         "wsgi_app": "app.wsgi:app",
@@ -152,7 +97,7 @@ def test_empty_environment_resolves_to_the_documented_defaults() -> None:
 )
 def test_environment_overrides_resolve(environ: dict[str, str], expected: dict[str, Any]) -> None:
     """Each variable sets the names it documents."""
-    resolved = resolve(**environ)
+    resolved = resolve_gunicorn_conf(**environ)
     assert {name: resolved[name] for name in expected} == expected
 
 
@@ -166,7 +111,7 @@ def test_environment_overrides_resolve(environ: dict[str, str], expected: dict[s
 )
 def test_workers_default_from_available_cpus(worker_class: str, per_cpu: int, extra: int) -> None:
     """Without WEB_CONCURRENCY, each worker class derives its process count from the CPUs."""
-    resolved = resolve(GUNICORN_WORKER_CLASS=worker_class)
+    resolved = resolve_gunicorn_conf(GUNICORN_WORKER_CLASS=worker_class)
     assert resolved["workers"] == per_cpu * resolved["cpus"] + extra
 
 
@@ -180,7 +125,7 @@ def test_workers_default_from_available_cpus(worker_class: str, per_cpu: int, ex
 )
 def test_web_concurrency_sets_workers_for_every_worker_class(worker_class: str) -> None:
     """WEB_CONCURRENCY wins over the CPU-derived default whatever the worker class."""
-    resolved = resolve(GUNICORN_WORKER_CLASS=worker_class, WEB_CONCURRENCY="3")
+    resolved = resolve_gunicorn_conf(GUNICORN_WORKER_CLASS=worker_class, WEB_CONCURRENCY="3")
     assert resolved["workers"] == 3
 
 
@@ -200,7 +145,7 @@ def test_web_concurrency_sets_workers_for_every_worker_class(worker_class: str) 
 )
 def test_bad_value_exits_with_one_line_naming_it(environ: dict[str, str], name: str) -> None:
     """A bad value stops the import with status 1 and one stderr line naming the variable."""
-    result = load(**environ)
+    result = load_gunicorn_conf(**environ)
     lines = result.stderr.splitlines()
     assert result.returncode == 1
     assert len(lines) == 1, result.stderr

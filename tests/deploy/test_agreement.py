@@ -11,10 +11,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ import pytest
 import yaml
 
 from app.settings import DEFAULT_MAX_CONTENT_LENGTH
-from tests.processes import ROOT, base_env
+from tests.processes import ROOT, resolve_gunicorn_conf
 
 NGINX_TEMPLATES = [ROOT / "nginx" / "templates", ROOT / "nginx" / "tls"]
 NGINX_FILES = [*ROOT.glob("nginx/*/*.template"), *ROOT.glob("nginx/kit/*.conf")]
@@ -84,18 +81,8 @@ def deployment_environments() -> dict[str, dict[str, str]]:
 
 
 def resolve_gunicorn(environment: dict[str, str]) -> dict[str, Any]:
-    """timeout, graceful_timeout and keepalive as gunicorn.conf.py resolves them."""
-    code = (
-        "import json, runpy; c = runpy.run_path('gunicorn.conf.py'); "
-        "print(json.dumps({k: c[k] for k in ('timeout', 'graceful_timeout', 'keepalive')}))"
-    )
-    env = base_env(**{**environment, **SECRETS})
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 0, result.stderr
-    resolved: dict[str, Any] = json.loads(result.stdout)
-    return resolved
+    """gunicorn.conf.py as it resolves under `environment` and stand-in secrets."""
+    return resolve_gunicorn_conf(**{**environment, **SECRETS})
 
 
 def seconds(value: str | int) -> int:
