@@ -110,6 +110,20 @@ class Database:
 
         os.register_at_fork(after_in_child=drop_inherited_pool)
 
+    def remove_session(self) -> None:
+        """Close this thread's (or greenlet's) session and forget it, even when closing fails.
+
+        Closing rolls back on the session's connection. If the database went away after the
+        work was done (a restart between the query and the teardown), that rollback raises;
+        the pool has already invalidated the connection, so the request's answer stands and
+        the session is dropped instead of being handed to the thread's next request broken.
+        """
+        try:
+            self.session.remove()
+        except sa_exc.SQLAlchemyError as exc:
+            self.session.registry.clear()
+            log.warning("closing the session failed: %s", type(exc).__name__)
+
     @contextmanager
     def session_scope(self, tracking_id: str | None = None) -> Iterator[Session]:
         """Yield a session for work outside a request: committed on success, always removed.
@@ -125,7 +139,7 @@ class Database:
                 session.rollback()
                 raise
             finally:
-                self.session.remove()
+                self.remove_session()
 
     def is_ready(self, timeout: float) -> bool:
         """Return whether `SELECT 1` succeeds within `timeout` seconds.
@@ -160,7 +174,7 @@ def get_session() -> Session:
 
 def handle_database_error(exc: sa_exc.SQLAlchemyError) -> Response:
     """Roll back, then answer 503 when the database is unreachable or busy, else 500."""
-    get_db().session.remove()
+    get_db().remove_session()
     unavailable = isinstance(exc, sa_exc.TimeoutError | sa_exc.OperationalError) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     )
@@ -177,7 +191,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["db"] = db
 
     def remove_session(_: BaseException | None) -> None:
-        db.session.remove()
+        db.remove_session()
 
     app.teardown_appcontext(remove_session)
     app.register_error_handler(sa_exc.SQLAlchemyError, handle_database_error)

@@ -145,6 +145,25 @@ def test_first_request_after_a_postgres_restart_succeeds(
     assert client.get("/api/items").status_code == 200
 
 
+def test_connection_lost_after_the_work_keeps_the_answer_and_the_thread_usable(
+    outage_app: Flask, postgres: PostgresServer
+) -> None:
+    """A session whose connection dies between the view's query and teardown (a database
+    restart) still answers the view's 200, and the thread's next request gets a new session."""
+    db = _db(outage_app)
+
+    def query_then_lose_the_connection() -> dict[str, int]:
+        pid = int(db.session().scalar(text("SELECT pg_backend_pid()")))
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return {"pid": pid}
+
+    outage_app.add_url_rule("/test/lose", view_func=query_then_lose_the_connection)
+    client = outage_app.test_client()
+    assert client.get("/test/lose").status_code == 200
+    assert client.get("/api/items").status_code == 200
+
+
 def test_postgres_down_gives_503_while_healthz_stays_200(
     outage_app: Flask, postgres: PostgresServer
 ) -> None:
