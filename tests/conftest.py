@@ -1,8 +1,8 @@
 """Fixtures shared by the whole suite: the app, its client, captured JSON log lines, and
 migrated databases (SQLite always; PostgreSQL when its server binaries are installed).
 
-Tests that need PostgreSQL skip with a message saying what to install, unless
-KIT_REQUIRE_SERVICES=1 (CI sets it), which turns the skip into a failure.
+Tests that need PostgreSQL, nginx or a Docker engine skip with a message saying what to
+install, unless KIT_REQUIRE_SERVICES=1 (CI sets it), which turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 from app import create_app
 from app.db import Database
 from app.settings import Settings
+from tests.engine import build_standins, engine_unavailable_reason
 from tests.postgres import PostgresServer, postgres_unavailable_reason
 from tests.processes import ROOT
 from tests.proxy import nginx_unavailable_reason
@@ -70,6 +71,21 @@ def requires_nginx() -> None:
     reason = nginx_unavailable_reason()
     if reason:
         require_service(reason)
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """A Docker engine with Compose and buildx, and the base images the kit's files name.
+
+    Skips (or fails, under KIT_REQUIRE_SERVICES) without one. With KIT_STANDIN_IMAGES=1, for
+    a machine that reaches no registry, the base images are stand-ins built here first
+    (tests/images/README.md); otherwise the engine pulls the real ones.
+    """
+    reason = engine_unavailable_reason()
+    if reason:
+        require_service(reason)
+    if os.environ.get("KIT_STANDIN_IMAGES") == "1":
+        build_standins()
 
 
 def migrate(database_url: str) -> None:

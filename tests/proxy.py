@@ -1,12 +1,21 @@
 """Real nginx for tests: render the shipped templates with nginx/render, run, read logs.
 
-The templates and their includes are used as shipped; only the outer nginx.conf (the part
-a distribution or the nginx image provides) is written here, with every path inside a
-private temp directory so that no root-owned location is touched.
+nginx runs under Debian's stock /etc/nginx/nginx.conf, unmodified, with the README's
+single-host steps applied: kit/ copied to /etc/nginx/kit, the template rendered into
+/etc/nginx/conf.d/kit.conf, sites-enabled/default removed. A hand-written outer file would
+hide exactly the clashes users meet (a directive the stock file already sets).
+
+Each server gets a private copy of /etc/nginx in a mount namespace of its own (`unshare
+--mount`): the copy is bind-mounted over /etc/nginx, and private directories over the
+stock file's other paths (/run for the pid file, /var/log/nginx, /var/lib/nginx), so the
+file keeps its absolute paths and nothing of the host's nginx is touched. That needs root,
+as the stock file does (it switches workers to www-data). The official nginx image's outer
+file is exercised by the compose tests (tests/deploy/test_compose.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,24 +28,13 @@ from typing import Any
 from tests.processes import ROOT
 
 NGINX_DIR = ROOT / "nginx"
+STOCK_DIR = Path("/etc/nginx")
+STOCK_CONF = STOCK_DIR / "nginx.conf"
 
-# nginx.conf of the test server: what /etc/nginx/nginx.conf provides around conf.d/.
-OUTER_CONF = """\
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-{user}
-events {{ worker_connections 256; }}
-http {{
-    types {{ text/plain txt; application/json json; text/css css; }}
-    default_type application/octet-stream;
-    client_body_temp_path {dir}/tmp/body;
-    proxy_temp_path {dir}/tmp/proxy;
-    fastcgi_temp_path {dir}/tmp/fastcgi;
-    uwsgi_temp_path {dir}/tmp/uwsgi;
-    scgi_temp_path {dir}/tmp/scgi;
-    include conf.d/*.conf;
-}}
+# Bind each private directory over the path the stock file names, then run nginx.
+NAMESPACE_SCRIPT = """\
+mount --bind "$1" /etc/nginx && mount --bind "$2" /run && mount --bind "$3" /var/log/nginx \\
+  && mount --bind "$4" /var/lib/nginx && shift 4 && exec "$@"
 """
 
 
@@ -45,12 +43,34 @@ def find_nginx() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
 
+def stock_conf_changed() -> bool:
+    """Whether /etc/nginx/nginx.conf differs from the file Debian's nginx-common shipped."""
+    listed = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Conffiles}", "nginx-common"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    shipped = {
+        path: md5
+        for path, md5, *_ in (line.split() for line in listed.splitlines() if line.strip())
+    }
+    actual = hashlib.md5(STOCK_CONF.read_bytes(), usedforsecurity=False).hexdigest()
+    return shipped.get(str(STOCK_CONF)) != actual
+
+
 def nginx_unavailable_reason() -> str | None:
-    """Say what to install when nginx or envsubst is missing, else None."""
-    if find_nginx() is None:
-        return "nginx is not installed (Debian/Ubuntu: apt-get install nginx)"
+    """Say what to install (or how to run) when stock Debian nginx cannot be run, else None."""
+    if find_nginx() is None or shutil.which("dpkg-query") is None or not STOCK_CONF.exists():
+        return "Debian's nginx is not installed (Debian/Ubuntu: apt-get install nginx)"
     if shutil.which("envsubst") is None:
         return "envsubst is not installed (Debian/Ubuntu: apt-get install gettext-base)"
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return (
+            "the nginx tests run Debian's stock nginx.conf in a mount namespace: run them as root"
+        )
+    if stock_conf_changed():
+        return f"{STOCK_CONF} is not the file Debian shipped (dpkg --verify nginx-common)"
     return None
 
 
@@ -92,24 +112,39 @@ class Nginx:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def configure(self) -> subprocess.CompletedProcess[str]:
-        """Render the template and lay out conf.d/ and kit/ as the deployment does."""
+        """Copy the stock /etc/nginx, apply the README's single-host steps, run `nginx -t`."""
         rendered = render(self.template, self.variables)
         assert rendered.returncode == 0, rendered.stderr
-        (self.dir / "conf.d").mkdir(parents=True, exist_ok=True)
-        (self.dir / "tmp").mkdir(exist_ok=True)
-        (self.dir / "conf.d" / "kit.conf").write_text(rendered.stdout)
-        shutil.copytree(NGINX_DIR / "kit", self.dir / "kit", dirs_exist_ok=True)
-        # As root, nginx's workers would switch to nobody, who cannot enter pytest's private
-        # temp directories; a test server keeps root's rights.
-        user = "user root;" if os.geteuid() == 0 else ""
-        (self.dir / "nginx.conf").write_text(OUTER_CONF.format(dir=self.dir, user=user))
+        etc = self.dir / "etc"
+        shutil.copytree(STOCK_DIR, etc, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(NGINX_DIR / "kit", etc / "kit", dirs_exist_ok=True)
+        (etc / "conf.d" / "kit.conf").write_text(rendered.stdout)
+        (etc / "sites-enabled" / "default").unlink(missing_ok=True)
+        for private in ("run", "log", "lib"):
+            (self.dir / private).mkdir(exist_ok=True)
         return self.nginx("-t")
 
     def command(self, *args: str) -> list[str]:
-        """The nginx command line for this server's configuration, plus `args`."""
+        """The nginx command line, in a private mount namespace, plus `args`."""
         binary = find_nginx()
         assert binary is not None
-        return [binary, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), *args]
+        mounts = [str(self.dir / name) for name in ("etc", "run", "log", "lib")]
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            NAMESPACE_SCRIPT,
+            "sh",
+            *mounts,
+            # In the foreground, as the nginx image runs it; the stock file does not say.
+            binary,
+            "-g",
+            "daemon off;",
+            *args,
+        ]
 
     def nginx(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run nginx with `args` (such as -t) against this server's configuration."""
@@ -143,7 +178,7 @@ class Nginx:
 
     def error_log(self) -> str:
         """nginx's error log so far."""
-        path = self.dir / "error.log"
+        path = self.dir / "log" / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def access_lines(self) -> list[dict[str, Any]]:

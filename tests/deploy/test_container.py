@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from app.healthcheck import TIMEOUT_S
+from tests.conftest import require_service
 from tests.processes import ROOT, base_env, free_port, get
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -368,13 +369,14 @@ def test_images_are_pinned_to_exact_versions() -> None:
 
 
 def compose_plugin() -> str:
-    """Skip, saying why, when `docker compose` is not installed (it needs no engine)."""
+    """The docker CLI with its Compose plugin (no engine needed); skip or fail without."""
     docker = shutil.which("docker")
     if docker is None:
-        pytest.skip("docker CLI not installed: cannot run `docker compose config`")
+        require_service("docker CLI not installed: cannot run `docker compose config`")
+    assert docker is not None
     version = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
     if version.returncode != 0:
-        pytest.skip("docker compose plugin not installed: cannot run `docker compose config`")
+        require_service("docker compose plugin not installed: cannot run `docker compose config`")
     return docker
 
 

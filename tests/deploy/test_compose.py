@@ -1,0 +1,479 @@
+"""compose.yaml on a real Docker engine: `docker compose up --build --wait`, then every
+promise of the stack checked through nginx on the published port.
+
+The stack runs under a project name of its own and is removed with its volumes afterwards.
+The tests that stop, restart or recreate containers come last, in file order. Where no
+registry is reachable the base images are stand-ins (tests/images/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine import docker
+from tests.processes import ROOT, base_env, free_port, request
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+ONE_MIB = 1024 * 1024
+FORGED = "203.0.113.77"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class Stack:
+    """One compose project built from this checkout, with nginx published on `port`."""
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+        self.port = free_port()
+        self.env = base_env(
+            SECRET_KEY=secrets.token_hex(32),
+            POSTGRES_PASSWORD=secrets.token_hex(16),
+            HTTP_PORT=str(self.port),
+        )
+
+    def compose(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `docker compose` for this project; raise with its output when `check` fails."""
+        cmd = ["docker", "compose", "--ansi", "never", "--project-name", self.project, *args]
+        result = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def up(self) -> None:
+        """`up --build --wait`: returns once every service is healthy or completed."""
+        self.compose("up", "--build", "--wait", "--quiet-pull", timeout=600)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
+        """One request through nginx; the body parsed as JSON (None when it is not)."""
+        status, got, raw = request(self.port, method, path, body, headers, timeout=30)
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        return status, got, parsed
+
+    def logs(self, service: str) -> list[dict[str, Any]]:
+        """Every JSON line the service has logged (its other lines are left out)."""
+        out = self.compose("logs", "--no-log-prefix", "--no-color", service).stdout
+        lines = []
+        for raw in out.splitlines():
+            text = ANSI.sub("", raw).strip()
+            if text.startswith("{"):
+                lines.append(json.loads(text))
+        return lines
+
+    def container(self, service: str) -> str:
+        """The id of the service's container (stopped ones included)."""
+        return self.compose("ps", "--all", "--quiet", service).stdout.strip()
+
+    def state(self, service: str) -> dict[str, Any]:
+        """`docker inspect`'s State of the service's container."""
+        out = docker("inspect", "--format", "{{json .State}}", self.container(service)).stdout
+        state: dict[str, Any] = json.loads(out)
+        return state
+
+
+def eventually(check: Callable[[], bool], timeout: float, message: str) -> None:
+    """Poll `check` every 0.2 s until it holds; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.2)
+
+
+def lines_with(lines: list[dict[str, Any]], tracking_id: str) -> list[dict[str, Any]]:
+    """The log lines that carry `tracking_id`."""
+    return [line for line in lines if line.get("tracking_id") == tracking_id]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    """The whole stack, up and healthy, for the module; removed with its volumes after."""
+    stack = Stack(f"kit-test-{secrets.token_hex(4)}")
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
+
+
+# --- Up and serving -------------------------------------------------------------------
+
+
+def test_up_wait_leaves_every_service_healthy(stack: Stack) -> None:
+    """db, app and nginx are running and healthy; the migration step exited 0."""
+    for service in ("db", "app", "nginx"):
+        state = stack.state(service)
+        assert (state["Status"], state["Health"]["Status"]) == ("running", "healthy"), service
+    migrate = stack.state("migrate")
+    assert (migrate["Status"], migrate["ExitCode"]) == ("exited", 0)
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param("/healthz", id="liveness"), pytest.param("/readyz", id="readiness")]
+)
+def test_health_endpoints_answer_through_nginx(stack: Stack, path: str) -> None:
+    """Liveness and readiness (which queries PostgreSQL) answer 200 through nginx."""
+    status, headers, body = stack.send("GET", path, headers={"X-Tracking-ID": "health-1"})
+    assert status == 200
+    assert body["code"] == 200
+    assert headers["X-Tracking-ID"] == "health-1"
+
+
+def test_items_round_trip_on_postgresql(stack: Stack) -> None:
+    """Create, read, list, update and delete one item through nginx and the app."""
+    status, _, created = stack.send("POST", "/api/items", b'{"name": "bolt", "quantity": 3}')
+    assert status == 201
+    item = created["data"]
+    path = f"/api/items/{item['id']}"
+    assert stack.send("GET", path)[2]["data"] == item
+    listed = stack.send("GET", "/api/items")[2]["data"]
+    assert item["id"] in [row["id"] for row in listed["items"]]
+    status, _, updated = stack.send("PUT", "/api/items/by-name/bolt", b'{"quantity": 5}')
+    assert (status, updated["data"]["id"], updated["data"]["quantity"]) == (200, item["id"], 5)
+    assert stack.send("DELETE", path)[0] == 200
+    assert stack.send("GET", path)[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "msg"),
+    [
+        pytest.param("GET", "/api/items/999999", 404, "item 999999 not found", id="app-404"),
+        pytest.param("PATCH", "/healthz", 405, "method not allowed", id="app-405"),
+    ],
+)
+def test_app_errors_come_back_as_the_envelope(
+    stack: Stack, method: str, path: str, status: int, msg: str
+) -> None:
+    """The app's own 404 and 405 pass through nginx as the JSON envelope."""
+    got, headers, body = stack.send(method, path)
+    assert got == status
+    assert headers["Content-Type"] == "application/json"
+    assert (body["code"], body["msg"], body["tracking_id"]) == (
+        status,
+        msg,
+        headers["X-Tracking-ID"],
+    )
+
+
+def test_oversized_body_gets_nginx_413_envelope(stack: Stack) -> None:
+    """A body over 1 MiB is refused by nginx itself, with the envelope; the app never sees it."""
+    status, headers, body = stack.send("POST", "/api/items", b"x" * (ONE_MIB + 1))
+    assert status == 413
+    assert body == {
+        "code": 413,
+        "msg": "request body is over the 1 MiB limit",
+        "data": None,
+        "tracking_id": headers["X-Tracking-ID"],
+    }
+    assert lines_with(stack.logs("app"), headers["X-Tracking-ID"]) == []
+
+
+def test_static_file_is_served_by_nginx(stack: Stack) -> None:
+    """/static/ comes from the mounted app/static without reaching the app."""
+    status, _, raw = request(
+        stack.port, "GET", "/static/robots.txt", headers={"X-Tracking-ID": "static-1"}
+    )
+    assert status == 200
+    assert raw == (ROOT / "app" / "static" / "robots.txt").read_bytes()
+    (line,) = lines_with(stack.logs("nginx"), "static-1")
+    assert line["upstream"] == ""
+    assert lines_with(stack.logs("app"), "static-1") == []
+
+
+def test_unknown_host_gets_no_answer(stack: Stack) -> None:
+    """A Host nginx does not serve is closed without a response (444)."""
+    with pytest.raises(ConnectionError):
+        request(stack.port, "GET", "/healthz", headers={"Host": "other.example"})
+
+
+def test_forged_forwarded_for_never_reaches_the_app_logs(stack: Stack) -> None:
+    """A client's own X-Forwarded-For is replaced by nginx: the app logs the real peer."""
+    stack.send("GET", "/healthz", headers={"X-Forwarded-For": FORGED, "X-Tracking-ID": "forged-1"})
+    (line,) = lines_with(stack.logs("app"), "forged-1")
+    assert line["client"] != FORGED
+    assert FORGED not in stack.compose("logs", "--no-color", "app").stdout
+
+
+def test_migration_rerun_applies_nothing(stack: Stack) -> None:
+    """The one-shot migration applied each revision once; running it again changes nothing."""
+    applied = [
+        line["message"]
+        for line in stack.logs("migrate")
+        if line["message"].startswith("Running upgrade")
+    ]
+    revisions = sorted((ROOT / "migrations" / "versions").glob("*.py"))
+    assert len(applied) == len(revisions)
+    rerun = stack.compose("run", "--rm", "migrate", timeout=120)
+    assert "Running upgrade" not in rerun.stdout + rerun.stderr
+    assert stack.send("GET", "/readyz")[0] == 200
+
+
+# --- The app container ------------------------------------------------------------------
+
+
+def test_app_runs_as_10001_on_a_read_only_root(stack: Stack) -> None:
+    """gunicorn runs as 10001:10001 and the container's root filesystem is read-only."""
+    ids = stack.compose(
+        "exec", "-T", "app", "python", "-c", "import os; print(os.getuid(), os.getgid())"
+    )
+    assert ids.stdout.split() == ["10001", "10001"]
+    config = docker("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", stack.container("app"))
+    assert config.stdout.strip() == "true"
+
+
+WRITE_PROBE = """
+import os, tempfile
+for path in ["/", "/app", "/app/app", "/app/.venv", "/etc", "/home", "/usr/local", "/var/tmp",
+             "/run", "/tmp", "/dev/shm"]:
+    try:
+        tempfile.TemporaryFile(dir=path).close()
+        print(path)
+    except OSError:
+        pass
+"""
+
+
+def test_app_can_write_only_to_its_tmpfs(stack: Stack) -> None:
+    """Of the places a process might write, only /tmp (and Docker's /dev/shm) accept a file."""
+    writable = stack.compose("exec", "-T", "app", "python", "-c", WRITE_PROBE).stdout.split()
+    # /dev/shm is Docker's own per-container tmpfs, where gunicorn keeps its heartbeat files.
+    assert writable == ["/tmp", "/dev/shm"]
+
+
+# --- Stopping, restarting, recreating (these change the stack: keep them last) ---------
+
+
+def test_stop_lets_slow_requests_finish_and_exits_0(stack: Stack) -> None:
+    """`docker compose stop app` with 5 requests in flight: all 5 answer 200, and gunicorn
+    exits 0 well before stop_grace_period (45 s)."""
+    # The requests are slow for a real reason: a transaction holds the table they read.
+    lock = subprocess.Popen(
+        [
+            "docker",
+            "compose",
+            "--project-name",
+            stack.project,
+            "exec",
+            "-T",
+            "db",
+            "psql",
+            "-U",
+            "kit",
+            "-d",
+            "kit",
+            "-c",
+            "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;",
+        ],
+        cwd=ROOT,
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)
+    statuses: list[int] = []
+
+    def slow_request() -> None:
+        statuses.append(stack.send("GET", "/api/items")[0])
+
+    threads = [threading.Thread(target=slow_request) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)
+    started = time.monotonic()
+    stack.compose("stop", "app", timeout=60)
+    stopped_after = time.monotonic() - started
+    for thread in threads:
+        thread.join(30)
+    lock.wait(30)
+    assert statuses == [200] * 5
+    assert stack.state("app")["ExitCode"] == 0
+    assert stopped_after < 45
+    stack.compose("start", "app", timeout=60)
+    eventually(lambda: stack.state("app")["Health"]["Status"] == "healthy", 60, "app not healthy")
+    # nginx resolved `app` when it started; the container may have a new address now.
+    stack.compose("kill", "--signal", "HUP", "nginx")
+    eventually(lambda: stack.send("GET", "/healthz")[0] == 200, 10, "nginx does not reach app")
+
+
+def test_database_restart_gives_503_then_recovers(stack: Stack) -> None:
+    """Under light load, `docker compose restart db` gives 503 envelopes (never a 500) while
+    PostgreSQL is down, and 200 again within 5 s of it being healthy. A 503's tracking id is
+    the same in the response, nginx's log, the app's log line and gunicorn's access log."""
+    seen: list[tuple[float, int, str]] = []
+    done = threading.Event()
+
+    def load() -> None:
+        while not done.is_set():
+            status, headers, _ = stack.send("GET", "/api/items")
+            seen.append((time.monotonic(), status, headers["X-Tracking-ID"]))
+            time.sleep(0.1)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        time.sleep(1)
+        stack.compose("restart", "db", timeout=120)
+        eventually(lambda: stack.state("db")["Health"]["Status"] == "healthy", 60, "db not healthy")
+        healthy_at = time.monotonic()
+        time.sleep(7)
+    finally:
+        done.set()
+        loader.join(30)
+    statuses = {status for _, status, _ in seen}
+    assert statuses == {200, 503}
+    last_failure = max(at for at, status, _ in seen if status != 200)
+    assert last_failure < healthy_at + 5
+    failed_id = next(tracking_id for _, status, tracking_id in seen if status == 503)
+    (nginx_line,) = lines_with(stack.logs("nginx"), failed_id)
+    assert nginx_line["status"] == 503
+    app_lines = lines_with(stack.logs("app"), failed_id)
+    assert [line["logger"] for line in app_lines] == ["app.db", "gunicorn.access"]
+    assert app_lines[0]["message"].startswith("database unavailable")
+    assert app_lines[1]["status"] == 503
+
+
+def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
+    """The image's own HEALTHCHECK turns the container unhealthy when gunicorn stops answering
+    (its processes frozen with SIGSTOP); only the probe timing is shortened here."""
+    image = docker("inspect", "--format", "{{.Image}}", stack.container("app")).stdout.strip()
+    name = f"{stack.project}-health"
+    docker(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "30s",
+        "--health-start-interval",
+        "1s",
+        "--env",
+        f"SECRET_KEY={secrets.token_hex(32)}",
+        "--env",
+        "DATABASE_URL=sqlite:////tmp/app.db",
+        image,
+    )
+    try:
+
+        def health() -> str:
+            return str(
+                docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
+            )
+
+        eventually(lambda: health() == "healthy", 60, "never healthy")
+        top = docker("top", name, "-o", "pid,args").stdout.splitlines()[1:]
+        gunicorn = [row.split()[0] for row in top if "gunicorn" in row and "tini" not in row]
+        assert gunicorn
+        subprocess.run(["kill", "-STOP", *gunicorn], check=True)
+        eventually(lambda: health() == "unhealthy", 30, "still healthy with gunicorn stopped")
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
+def test_data_survives_down_and_up_but_not_down_volumes(stack: Stack) -> None:
+    """The named volume keeps the database across `down` and `up`; `down -v` removes it."""
+    _, _, created = stack.send("POST", "/api/items", b'{"name": "kept"}')
+    path = f"/api/items/{created['data']['id']}"
+    stack.compose("down", timeout=120)
+    stack.up()
+    assert stack.send("GET", path)[2]["data"]["name"] == "kept"
+    stack.compose("down", "--volumes", timeout=120)
+    stack.up()
+    assert stack.send("GET", path)[0] == 404
+
+
+# --- The image itself -------------------------------------------------------------------
+
+BUILD_FILES = [
+    "Dockerfile",
+    ".dockerignore",
+    "app",
+    "migrations",
+    "gunicorn.conf.py",
+    "pyproject.toml",
+    "uv.lock",
+]
+
+
+def build(context: Path, tag: str) -> tuple[float, str]:
+    """Build the kit's image from `context`; return the seconds taken and BuildKit's log."""
+    started = time.monotonic()
+    result = docker("build", "--progress", "plain", "--tag", tag, str(context), timeout=900)
+    return time.monotonic() - started, result.stderr
+
+
+def test_image_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Cold build, rebuild after an app/ change (dependencies from cache) and image size.
+
+    "Cold" means no layer cache (--no-cache) and an empty uv download cache, so every
+    locked wheel is fetched again: what a fresh CI runner does.
+    """
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in BUILD_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, context / name)
+    tag = f"kit-figures:{secrets.token_hex(4)}"
+    # Empty the uv cache mount the Dockerfile uses (it is keyed by its target path).
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "Dockerfile").write_text(
+        "FROM python:3.11.14-slim-bookworm\n"
+        "RUN --mount=type=cache,target=/root/.cache/uv rm -rf /root/.cache/uv/*\n"
+    )
+    docker("build", "--no-cache", "--quiet", str(empty), timeout=300)
+    try:
+        started = time.monotonic()
+        docker("build", "--no-cache", "--quiet", "--tag", tag, str(context), timeout=900)
+        cold = time.monotonic() - started
+        with (context / "app" / "__init__.py").open("a") as module:
+            module.write("# touched by test_image_figures\n")
+        rebuilt, log = build(context, tag)
+        size = int(docker("image", "inspect", "--format", "{{.Size}}", tag).stdout)
+    finally:
+        docker("rmi", "--force", tag, check=False)
+    sync_step = next(line for line in log.splitlines() if "uv sync --locked" in line)
+    step = sync_step.split()[0]
+    assert f"{step} CACHED" in log, "the dependency layer was rebuilt for an app/ change"
+    with capsys.disabled():
+        print(
+            f"\nimage figures: cold build {cold:.1f} s, rebuild after an app/ change "
+            f"{rebuilt:.1f} s, image size {size / 1e6:.0f} MB"
+        )
