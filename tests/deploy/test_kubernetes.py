@@ -19,15 +19,22 @@ import yaml
 
 from app.health import READINESS_TIMEOUT_S
 from app.settings import Settings, SettingsError
+from tests.conftest import require_service
 from tests.processes import ROOT, base_env
 
 BASE = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VALIDATE = ROOT / ".venv" / "bin" / "kubernetes-validate"
 KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="install kubectl for kubectl kustomize")
 # The oldest Kubernetes the manifests promise to suit, and the tool's newest schemas.
 OLDEST_KUBERNETES = "1.30.0"
 IMAGE = "registry.example.com/kit"
+
+
+@pytest.fixture
+def needs_kubectl() -> None:
+    """Skip (or fail, under KIT_REQUIRE_SERVICES) unless kubectl is installed."""
+    if KUBECTL is None:
+        require_service("kubectl is not installed (Debian 13: apt-get install kubectl)")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -111,7 +118,7 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     return [document for document in yaml.safe_load_all(done.stdout) if document]
 
 
-@needs_kubectl
+@pytest.mark.usefixtures("needs_kubectl")
 def test_kustomization_builds_every_resource() -> None:
     """kubectl kustomize renders one object per resource file."""
     kinds = sorted(document["kind"] for document in kustomize(BASE))
@@ -119,7 +126,7 @@ def test_kustomization_builds_every_resource() -> None:
     assert kinds == expected
 
 
-@needs_kubectl
+@pytest.mark.usefixtures("needs_kubectl")
 def test_one_image_override_sets_web_and_migration_images(tmp_path: Path) -> None:
     """The kustomization's `images:` entry retags the web pods and the migration Job alike."""
     copy = tmp_path / "kubernetes"

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_service
 from tests.processes import ROOT, base_env, free_port, get
 
 UNIT = ROOT / "deploy" / "systemd" / "kit.service"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-needs_systemd_analyze = pytest.mark.skipif(
-    SYSTEMD_ANALYZE is None, reason="install systemd for systemd-analyze"
-)
 
 # The highest `systemd-analyze security` exposure (0 = locked down, 10 = unprotected) the
 # unit may have; it is 1.7 today. A removed hardening directive pushes it over.
@@ -30,6 +28,13 @@ MAX_EXPOSURE = 2.0
 
 PR_SET_MDWE = 65  # prctl: Linux 6.3+; systemd 254+ implements MemoryDenyWriteExecute= with it
 PR_MDWE_REFUSE_EXEC_GAIN = 1
+
+
+@pytest.fixture
+def needs_systemd_analyze() -> None:
+    """Skip (or fail, under KIT_REQUIRE_SERVICES) unless systemd-analyze is installed."""
+    if SYSTEMD_ANALYZE is None:
+        require_service("systemd-analyze is not installed (Debian/Ubuntu: apt-get install systemd)")
 
 
 def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:
@@ -69,7 +74,7 @@ def installed_copy(tmp_path: Path) -> Path:
     return unit
 
 
-@needs_systemd_analyze
+@pytest.mark.usefixtures("needs_systemd_analyze")
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """systemd-analyze verify accepts the unit without an error or a warning about it."""
     unit = installed_copy(tmp_path)
@@ -86,7 +91,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert (done.returncode, complaints) == (0, [])
 
 
-@needs_systemd_analyze
+@pytest.mark.usefixtures("needs_systemd_analyze")
 def test_unit_sandbox_exposure_is_low(tmp_path: Path) -> None:
     """systemd-analyze security rates the unit's sandbox at most MAX_EXPOSURE."""
     unit = installed_copy(tmp_path)
