@@ -96,62 +96,36 @@ def _current_hash(ref: str) -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+def _run(*cmd: str, timeout: float) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, timeout=timeout)
+
+
 def _build_base(wanted: str) -> None:
     """debootstrap a minimal Debian with the host's CA store and import it as BASE."""
     if shutil.which("debootstrap") is None:
-        raise RuntimeError(
-            "debootstrap is needed to build the stand-in base (apt-get install debootstrap)"
-        )
+        raise RuntimeError("building the stand-in base needs debootstrap (apt-get install it)")
     with tempfile.TemporaryDirectory(prefix="standin-rootfs-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                "--include=ca-certificates",
-                SUITE,
-                str(rootfs),
-                MIRROR,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )
+        rootfs, archive = Path(tmp) / "rootfs", Path(tmp) / "rootfs.tar"
+        _run("debootstrap", "--variant=minbase", "--include=ca-certificates", SUITE,
+             str(rootfs), MIRROR, timeout=900)  # fmt: skip
         local_ca = rootfs / "usr/local/share/ca-certificates"
         local_ca.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(HOST_CA_BUNDLE, local_ca / "host-store.crt")
-        subprocess.run(
-            ["chroot", str(rootfs), "update-ca-certificates"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        # Like the official Debian images: no apt caches, no leftover package lists.
+        _run("chroot", str(rootfs), "update-ca-certificates", timeout=120)
+        # Like the official Debian images: no downloaded packages, no package lists.
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for path in (rootfs / leftover).glob("*"):
                 if path.is_file():
                     path.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(
-            [
-                "docker",
-                "import",
-                "--change",
-                f"LABEL {LABEL}={wanted}",
-                # uv and pip read this; Debian's own tools use the same bundle by default.
-                "--change",
-                "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
-                "--change",
-                'CMD ["bash"]',
-                "-",
-                BASE,
-            ],
-            stdin=tar.stdout,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        tar.wait()
+        _run("tar", "-C", str(rootfs), "-cf", str(archive), ".", timeout=300)
+        changes = [
+            f"LABEL {LABEL}={wanted}",
+            # uv and pip read this; Debian's own tools use the same bundle by default.
+            "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+            'CMD ["bash"]',
+        ]
+        docker("import", *(f"--change={change}" for change in changes), str(archive), BASE,
+               timeout=300)  # fmt: skip
 
 
 def build_standins(log: bool = False) -> None:

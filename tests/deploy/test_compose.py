@@ -130,6 +130,36 @@ def stack() -> Iterator[Stack]:
 # --- Up and serving -------------------------------------------------------------------
 
 
+def readme_compose_commands() -> str:
+    """The shell block under the README's "Docker Compose" heading."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Docker Compose", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_compose_commands_work_verbatim() -> None:
+    """The README's commands, run as written, bring up a stack that answers through nginx
+    (only the project name and the published port come from the environment)."""
+    project, port = f"kit-readme-{secrets.token_hex(4)}", free_port()
+    env = base_env(COMPOSE_PROJECT_NAME=project, HTTP_PORT=str(port))
+    try:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", readme_compose_commands()],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+            stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        status, _, body = request(port, "GET", "/healthz")
+        assert (status, json.loads(body)["data"]) == (200, {"status": "alive"})
+    finally:
+        # `down` reads compose.yaml too, which demands both secrets; any value does here.
+        subprocess.run(
+            ["docker", "compose", "down", "--volumes", "--timeout", "10"],
+            cwd=ROOT, env=env | {"SECRET_KEY": "x", "POSTGRES_PASSWORD": "x"},
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+
+
 def test_up_wait_leaves_every_service_healthy(stack: Stack) -> None:
     """db, app and nginx are running and healthy; the migration step exited 0."""
     for service in ("db", "app", "nginx"):
