@@ -111,6 +111,11 @@ def eventually(check: Callable[[], bool], timeout: float, message: str) -> None:
         time.sleep(0.2)
 
 
+def healthy(stack: Stack, service: str) -> Callable[[], bool]:
+    """A check that the service's container reports healthy."""
+    return lambda: stack.state(service)["Health"]["Status"] == "healthy"
+
+
 def lines_with(lines: list[dict[str, Any]], tracking_id: str) -> list[dict[str, Any]]:
     """The log lines that carry `tracking_id`."""
     return [line for line in lines if line.get("tracking_id") == tracking_id]
@@ -350,47 +355,63 @@ def test_stop_lets_slow_requests_finish_and_exits_0(stack: Stack) -> None:
     assert stack.state("app")["ExitCode"] == 0
     assert stopped_after < 45
     stack.compose("start", "app", timeout=60)
-    eventually(lambda: stack.state("app")["Health"]["Status"] == "healthy", 60, "app not healthy")
+    eventually(healthy(stack, "app"), 60, "app not healthy")
     # nginx resolved `app` when it started; the container may have a new address now.
     stack.compose("kill", "--signal", "HUP", "nginx")
     eventually(lambda: stack.send("GET", "/healthz")[0] == 200, 10, "nginx does not reach app")
 
 
-def test_database_restart_gives_503_then_recovers(stack: Stack) -> None:
-    """Under light load, `docker compose restart db` gives 503 envelopes (never a 500) while
-    PostgreSQL is down, and 200 again within 5 s of it being healthy. A 503's tracking id is
-    the same in the response, nginx's log, the app's log line and gunicorn's access log."""
-    seen: list[tuple[float, int, str]] = []
+def test_database_restart_under_load_never_gives_500(stack: Stack) -> None:
+    """Under light load (4 clients), `docker compose restart db` answers only 200 or the 503
+    envelope, never a 500 or a 502, and nothing fails 5 s after the database is healthy.
+
+    Whether a request lands while PostgreSQL is down depends on timing (the restart takes
+    about a second); the next test stops it for certain."""
+    seen: list[tuple[float, int]] = []
     done = threading.Event()
 
     def load() -> None:
         while not done.is_set():
-            status, headers, _ = stack.send("GET", "/api/items")
-            seen.append((time.monotonic(), status, headers["X-Tracking-ID"]))
-            time.sleep(0.1)
+            seen.append((time.monotonic(), stack.send("GET", "/api/items")[0]))
+            time.sleep(0.05)
 
-    loader = threading.Thread(target=load)
-    loader.start()
+    loaders = [threading.Thread(target=load) for _ in range(4)]
+    for loader in loaders:
+        loader.start()
     try:
         time.sleep(1)
         stack.compose("restart", "db", timeout=120)
-        eventually(lambda: stack.state("db")["Health"]["Status"] == "healthy", 60, "db not healthy")
+        eventually(healthy(stack, "db"), 60, "db not healthy")
         healthy_at = time.monotonic()
         time.sleep(7)
     finally:
         done.set()
-        loader.join(30)
-    statuses = {status for _, status, _ in seen}
-    assert statuses == {200, 503}
-    last_failure = max(at for at, status, _ in seen if status != 200)
-    assert last_failure < healthy_at + 5
-    failed_id = next(tracking_id for _, status, tracking_id in seen if status == 503)
-    (nginx_line,) = lines_with(stack.logs("nginx"), failed_id)
+        for loader in loaders:
+            loader.join(30)
+    assert {status for _, status in seen} <= {200, 503}
+    assert all(status == 200 for at, status in seen if at > healthy_at + 5)
+
+
+def test_database_down_gives_503_envelope_then_recovers(stack: Stack) -> None:
+    """With PostgreSQL stopped, data requests get the 503 envelope with Retry-After, whose
+    tracking id is the same in the response, nginx's log, the app's log line and gunicorn's
+    access log; 200 again within 5 s of the database being healthy."""
+    stack.compose("stop", "db", timeout=120)
+    try:
+        status, headers, body = stack.send("GET", "/api/items")
+    finally:
+        stack.compose("start", "db", timeout=120)
+    tracking_id = headers["X-Tracking-ID"]
+    assert (status, headers["Retry-After"]) == (503, "1")
+    assert (body["code"], body["tracking_id"]) == (503, tracking_id)
+    (nginx_line,) = lines_with(stack.logs("nginx"), tracking_id)
     assert nginx_line["status"] == 503
-    app_lines = lines_with(stack.logs("app"), failed_id)
+    app_lines = lines_with(stack.logs("app"), tracking_id)
     assert [line["logger"] for line in app_lines] == ["app.db", "gunicorn.access"]
     assert app_lines[0]["message"].startswith("database unavailable")
     assert app_lines[1]["status"] == 503
+    eventually(healthy(stack, "db"), 60, "db not healthy")
+    eventually(lambda: stack.send("GET", "/api/items")[0] == 200, 5, "no 200 within 5 s")
 
 
 def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
