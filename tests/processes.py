@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -144,14 +145,18 @@ class Gunicorn:
     def wait_ready(self, timeout: float = 20) -> None:
         """Wait until every worker has booted (a signal sent earlier could be lost) and
         /healthz answers 200; fail with the logs if the master dies."""
-        workers = int(self.env.get("WEB_CONCURRENCY", "1"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"gunicorn exited {self.proc.returncode}:\n{self.stderr()}")
             try:
-                booted = self.stderr().count("Worker ready (pid:") >= workers
+                # How many workers gunicorn.conf.py resolved: the master's "ready:" line.
+                log = self.stderr()
+                resolved = re.search(r"ready: .*?\bworkers=(\d+)", log)
+                booted = resolved is not None and log.count("Worker ready (pid:") >= int(
+                    resolved.group(1)
+                )
                 if booted and get(self.port, "/healthz", PROBE, timeout=1)[0] == 200:
                     return
             except OSError:
