@@ -5,7 +5,7 @@
 #   docker run --rm --stop-timeout 45 -p 127.0.0.1:8000:8000 \
 #     -e SECRET_KEY=... -e DATABASE_URL=postgresql://... flask-kit
 #   docker run --rm -e SECRET_KEY=... -e DATABASE_URL=... \
-#     flask-kit alembic upgrade head          # the migration step, before new code serves
+#     flask-kit alembic upgrade heads          # the migration step, before new code serves
 #
 # Environment set here (override at run time):
 #   PATH                        /app/.venv/bin first: `gunicorn`, `alembic`, `python` are the venv's
@@ -14,7 +14,7 @@
 #   GUNICORN_BIND=0.0.0.0:8000  reachable from other containers (gunicorn.conf.py binds loopback)
 #   APP_ENV=production          the image is for production: no SECRET_KEY means no start
 # Build stage only: UV_COMPILE_BYTECODE, UV_LINK_MODE, UV_PYTHON_DOWNLOADS, UV_PYTHON.
-# Read at run time: every variable in .env.example (app/settings.py, gunicorn.conf.py); in
+# Read at run time: every variable in .env.example (chassis/settings.py, gunicorn.conf.py); in
 # production at least SECRET_KEY and DATABASE_URL. The health check
 # reads PORT (default 8000): set it as well if you move GUNICORN_BIND off port 8000.
 #
@@ -78,6 +78,7 @@ COPY --from=builder /app/.venv /app/.venv
 # scanners exactly what is installed). .dockerignore admits nothing else.
 COPY gunicorn.conf.py pyproject.toml uv.lock ./
 COPY migrations ./migrations
+COPY chassis ./chassis
 COPY app ./app
 
 # Inherited by the server, the migration step and the health check (see the top).
@@ -97,13 +98,13 @@ EXPOSE 8000
 STOPSIGNAL SIGTERM
 
 # Liveness through /healthz, which never touches the database (a database outage must not
-# mark every container unhealthy). The check's own timeout (3 s, app/healthcheck.py) is
+# mark every container unhealthy). The check's own timeout (3 s, chassis/probe.py) is
 # inside --timeout; --start-period covers gunicorn booting its workers, probed every 2 s
 # meanwhile (Docker 25+), so compose's `service_healthy` waits seconds, not a 30 s interval.
-# Run as a file, not `-m app.healthcheck`: that would import the app package (Flask,
+# Run as a file, not `-m chassis.probe`: that would import the app package (Flask,
 # SQLAlchemy) on every probe, 0.45 s of CPU instead of 0.04 s.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --start-interval=2s --retries=3 \
-    CMD ["python", "app/healthcheck.py"]
+    CMD ["python", "chassis/probe.py"]
 
 # tini runs the command as its child: signals reach gunicorn's master, zombies are reaped.
 ENTRYPOINT ["tini", "--"]

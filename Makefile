@@ -29,12 +29,18 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.synced ## Create .venv from uv.lock (runtime and dev dependencies)
 
-migrate: install ## Apply database migrations (alembic upgrade head)
-	$(VENV)/bin/alembic upgrade head
+migrate: install ## Apply database migrations (alembic upgrade heads)
+	$(VENV)/bin/alembic upgrade heads
 
 revision: install ## Write a migration from model changes: make revision m="add widgets"
 	@test -n "$(m)" || { echo 'usage: make revision m="what changed"'; exit 2; }
-	$(VENV)/bin/alembic revision --autogenerate -m "$(m)"
+	@# On the service's branch (label "service"); its first revision starts the branch.
+	if $(VENV)/bin/alembic heads | grep -q '(service)'; then \
+	  $(VENV)/bin/alembic revision --autogenerate -m "$(m)" --head service@head; \
+	else \
+	  $(VENV)/bin/alembic revision --autogenerate -m "$(m)" --head base --branch-label service \
+	    --version-path migrations/versions; \
+	fi
 
 serve: migrate ## Migrate, then serve http://127.0.0.1:8000 (embedded SQLite, no other service)
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py

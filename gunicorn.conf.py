@@ -15,8 +15,8 @@ settings (validated here, before any worker forks).
 import os
 from typing import Any
 
-from app import server
-from app.scheduler import runner as scheduler
+from chassis import gunicorn as server
+from chassis.scheduler import runner as scheduler
 
 env = server.Env(os.environ)
 # Validate the app's settings in the master: a bad value fails once, in one line, instead
@@ -68,7 +68,7 @@ threads = env.integer("GUNICORN_THREADS", 4 if worker_class == "gthread" else 1,
 
 # Concurrent requests per gevent worker. 50, not gunicorn's 1000: each in-flight request may
 # hold a database connection. Under gevent each worker's pool defaults to this size with no
-# overflow (post_fork, app/server.py), so no greenlet waits for a connection; mind
+# overflow (post_fork, chassis/gunicorn.py), so no greenlet waits for a connection; mind
 # PostgreSQL's max_connections: workers x this x replicas. GUNICORN_WORKER_CONNECTIONS.
 worker_connections = env.integer("GUNICORN_WORKER_CONNECTIONS", 50, minimum=1)
 
@@ -103,7 +103,7 @@ forwarded_allow_ips = env.text("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # both in the app's format (LOG_FORMAT): one JSON object per line, or readable text.
 accesslog = "-"
 errorlog = "-"
-logger_class = "app.server.KitLogger"
+logger_class = "chassis.gunicorn.KitLogger"
 
 # --- Server hooks ----------------------------------------------------------------------
 

@@ -1,70 +1,22 @@
-"""The Flask application factory."""
+"""The service: its resources and jobs, on the chassis (`chassis/`).
+
+Each resource is a folder with its model, views and migration; it is registered below in
+one line. Deleting the example resource is deleting `app/items/`, its migration and that
+line (README: "Your own resources").
+"""
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import db, errors, health
-from app.api import items
-from app.log import configure_logging
-from app.middleware.tracking import TrackingIdMiddleware, expose_in_g
-from app.responses import JSONProvider
-from app.scheduler.cli import cli as scheduler_cli
-from app.sessions import CookieSessionInterface
-from app.settings import Settings
-
-log = logging.getLogger(__name__)
+from app import items
+from chassis import build_app
+from chassis.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the application from `settings` (default: read from the environment)."""
-    settings = settings or Settings.from_env()
-    # Logging first, so Flask finds a handler on the root and adds no handler of its own.
-    configure_logging(settings)
-
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        MAX_CONTENT_LENGTH=settings.max_content_length,
-        # Unhandled errors become the 500 envelope in every environment (tests included),
-        # never a propagated exception or the debugger's HTML page.
-        PROPAGATE_EXCEPTIONS=False,
-        TESTING=settings.app_env == "test",
-    )
-    app.extensions["settings"] = settings
-    app.json = JSONProvider(app)
-    app.session_interface = CookieSessionInterface()
-
-    app.before_request(expose_in_g)
-    errors.init_app(app)
-    db.init_app(app, settings)
-    app.register_blueprint(health.bp)
+    """Build the service from `settings` (default: read from the environment)."""
+    app = build_app(__name__, settings or Settings.from_env())
+    # The service's resources, one line each.
     app.register_blueprint(items.bp)
-    # Only the `flask scheduler` commands: schedulers start per gunicorn worker (hooks in
-    # gunicorn.conf.py) or in `flask scheduler run`, never while the app is built.
-    app.cli.add_command(scheduler_cli)
-
-    # Middleware, innermost first. ProxyFix rewrites the environ for Flask (only when some
-    # proxy is trusted: with every count 0 it would change nothing). The tracking id wraps
-    # everything, so even a failure in ProxyFix or Flask itself answers with the header.
-    hops = {
-        "x_for": settings.proxy_fix_x_for,
-        "x_proto": settings.proxy_fix_x_proto,
-        "x_host": settings.proxy_fix_x_host,
-        "x_port": settings.proxy_fix_x_port,
-        "x_prefix": settings.proxy_fix_x_prefix,
-    }
-    if any(hops.values()):
-        app.wsgi_app = ProxyFix(app.wsgi_app, **hops)  # type: ignore[method-assign]
-    app.wsgi_app = TrackingIdMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, header=settings.tracking_id_header
-    )
-
-    if settings.uses_development_secret:
-        log.warning(
-            "SECRET_KEY is not set: using the fixed development key (APP_ENV=%s)", settings.app_env
-        )
     return app

@@ -11,9 +11,9 @@ import logging
 
 from flask import current_app
 
-from app.scheduler import Registry, Run
-from app.scheduler.lease import purge
-from app.settings import Settings
+from chassis.scheduler import Registry, Run
+from chassis.scheduler.lease import purge
+from chassis.settings import Settings
 
 log = logging.getLogger(__name__)
 jobs = Registry()

@@ -1,7 +1,7 @@
 """The WSGI entry point, `app.wsgi:app`: the only module that builds an app at import."""
 
 from app import create_app
-from app.settings import SettingsError
+from chassis.settings import SettingsError
 
 try:
     app = create_app()

@@ -1,6 +1,6 @@
 """Alembic environment: the database URL, engine and logging come from the app's settings.
 
-Run by `alembic upgrade head` (make migrate) and `alembic revision --autogenerate`. On
+Run by `alembic upgrade heads` (make migrate) and `alembic revision --autogenerate`. On
 PostgreSQL every run holds an advisory lock, so replicas that start their migration step at
 the same moment run one after another: the first applies the schema, the others find it
 current and exit 0. On SQLite the kit's BEGIN IMMEDIATE serialises them the same way.
@@ -13,10 +13,12 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import text
 
-from app.db import build_engine
-from app.log import configure_logging
-from app.models import Base, UTCDateTime
-from app.settings import Settings, SettingsError
+import app  # noqa: F401  the service's models, so Base.metadata holds their tables
+import chassis.scheduler.models  # noqa: F401  the chassis's own tables
+from chassis.db import build_engine
+from chassis.log import configure_logging
+from chassis.models import Base, UTCDateTime
+from chassis.settings import Settings, SettingsError
 
 # Any fixed 64-bit number, the same in every replica: the key of the migration lock.
 MIGRATION_LOCK_ID = 7_331_001
@@ -44,7 +46,7 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
 
 
 def run_migrations_offline(settings: Settings) -> None:
-    """Print the SQL instead of running it (`alembic upgrade head --sql`)."""
+    """Print the SQL instead of running it (`alembic upgrade heads --sql`)."""
     context.configure(url=settings.database_url, target_metadata=Base.metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()

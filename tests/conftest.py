@@ -24,8 +24,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import create_app
-from app.db import Database
-from app.settings import Settings
+from chassis.db import Database
+from chassis.settings import Settings
 from tests.engine import build_standins, engine_unavailable_reason
 from tests.postgres import PostgresServer, postgres_unavailable_reason
 from tests.processes import ROOT
@@ -92,7 +92,7 @@ def migrate(database_url: str) -> None:
     """Bring the database at `database_url` to the latest migration, as `make migrate` does."""
     config = Config(toml_file=str(ROOT / "pyproject.toml"))
     config.attributes["settings"] = Settings(app_env="test", database_url=database_url)
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +145,7 @@ def make_app(log_stream: io.StringIO, tmp_path: Path) -> AppFactory:
             "app_env": "test",
             "log_format": "json",
             "log_level": "DEBUG",
-            "database_url": f"sqlite:///{tmp_path / 'app.db'}",
+            "database_url": f"sqlite:///{tmp_path / 'chassis.db'}",
         }
         # The app's handler writes to whatever sys.stdout is when it is built.
         with contextlib.redirect_stdout(log_stream):

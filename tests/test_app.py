@@ -9,17 +9,23 @@ from pathlib import Path
 import pytest
 from flask import Flask, request, url_for
 
-from app.responses import ok
+from chassis.responses import ok
 from tests.conftest import AppFactory, LogReader
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_importing_the_package_builds_nothing() -> None:
-    """Importing every module except app.wsgi starts no thread and configures no logging."""
+    """Importing every module of the chassis and the service except app.wsgi starts no thread
+    and configures no logging."""
     code = """
-import logging, pkgutil, importlib, threading, app
-names = [m.name for m in pkgutil.walk_packages(app.__path__, "app.") if m.name != "app.wsgi"]
+import logging, pkgutil, importlib, threading, app, chassis
+names = [
+    m.name
+    for package in (app, chassis)
+    for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+    if m.name != "app.wsgi"
+]
 for name in names:
     importlib.import_module(name)
 assert logging.getLogger().handlers == [], logging.getLogger().handlers
@@ -30,7 +36,7 @@ print(len(names))
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert int(result.stdout) >= 6
+    assert int(result.stdout) >= 20
 
 
 def test_wsgi_module_holds_the_app(tmp_path: Path) -> None:
@@ -41,7 +47,7 @@ def test_wsgi_module_holds_the_app(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={"APP_ENV": "test", "DATABASE_URL": f"sqlite:///{tmp_path}/app.db"},
+        env={"APP_ENV": "test", "DATABASE_URL": f"sqlite:///{tmp_path}/chassis.db"},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "Flask"

@@ -19,8 +19,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import text
 
-from app.db import Database
-from app.models import Item, utcnow
+from app.items.models import Item
+from chassis.db import Database
+from chassis.models import utcnow
 from tests.conftest import AppFactory, LogReader
 from tests.postgres import PostgresServer
 from tests.processes import ROOT, Gunicorn, base_env, request
@@ -91,7 +92,7 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(make_app: AppF
 
 def test_sqlite_data_directory_is_created_on_demand(make_app: AppFactory, tmp_path: Path) -> None:
     """The embedded database's directory need not exist beforehand."""
-    target = tmp_path / "nested" / "dir" / "app.db"
+    target = tmp_path / "nested" / "dir" / "chassis.db"
     with _db(make_app(database_url=f"sqlite:///{target}")).engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     assert target.exists()
@@ -259,7 +260,7 @@ def test_concurrent_writers_on_sqlite_through_gunicorn_never_see_locked(tmp_path
     """Four gunicorn workers writing to one SQLite file at once: every request succeeds."""
     env = base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}", LOG_FORMAT="json")
     subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        [sys.executable, "-m", "alembic", "upgrade", "heads"],
         cwd=ROOT,
         env=env,
         check=True,

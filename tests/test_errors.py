@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask, abort, request
 
-from app.responses import ok
+from chassis.responses import ok
 from tests.conftest import LogReader
 
 HEADER = "X-Tracking-ID"

@@ -33,7 +33,7 @@ def serve(tmp_path: Path, worker_class: str, **env: str) -> Gunicorn:
         "GUNICORN_WORKER_CLASS": worker_class,
         "WEB_CONCURRENCY": "2",
         "LOG_FORMAT": "json",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'chassis.db'}",
         **env,
     }
     return Gunicorn(tmp_path, base_env(**values), args=[SLEEPY]).start()

@@ -1,4 +1,4 @@
-"""app/healthcheck.py run as Docker runs the image's HEALTHCHECK: a separate process
+"""chassis/probe.py run as Docker runs the image's HEALTHCHECK: a separate process
 probing a real server on 127.0.0.1, answering with its exit status and one line."""
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from app.healthcheck import TIMEOUT_S
+from chassis.probe import TIMEOUT_S
 from tests.processes import ROOT, Gunicorn, base_env, free_port
 
 Server = Callable[[], AbstractContextManager[int]]
 
 
 def healthcheck(port: int | str | None) -> subprocess.CompletedProcess[str]:
-    """Run `python app/healthcheck.py` with PORT set to `port` (None: unset)."""
+    """Run `python chassis/probe.py` with PORT set to `port` (None: unset)."""
     env = base_env() if port is None else base_env(PORT=str(port))
     return subprocess.run(
-        [sys.executable, "app/healthcheck.py"],
+        [sys.executable, "chassis/probe.py"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -78,7 +78,7 @@ def nothing_listening() -> Iterator[int]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Gunicorn]:
     """The kit under gunicorn with its own configuration, as the image serves it."""
-    server = Gunicorn(tmp_path, base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"))
+    server = Gunicorn(tmp_path, base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'chassis.db'}"))
     server.start()
     yield server
     server.stop()
@@ -144,7 +144,7 @@ def test_a_port_that_is_not_a_number_exits_1_naming_port() -> None:
 def test_health_check_imports_only_the_standard_library() -> None:
     """Run as a file, the check never imports the app package, Flask or SQLAlchemy."""
     code = (
-        "import runpy, sys; runpy.run_path('app/healthcheck.py', run_name='probe'); "
+        "import runpy, sys; runpy.run_path('chassis/probe.py', run_name='probe'); "
         "print(sorted({'app', 'flask', 'sqlalchemy'} & set(sys.modules)))"
     )
     result = subprocess.run(

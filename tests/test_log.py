@@ -16,8 +16,8 @@ import pytest
 from flask import Flask, current_app
 from flask.testing import FlaskClient
 
-from app.middleware.tracking import NO_TRACKING_ID, tracking_scope
-from app.responses import ok
+from chassis.responses import ok
+from chassis.tracking import NO_TRACKING_ID, tracking_scope
 from tests.conftest import AppFactory, LogReader
 from tests.processes import ROOT
 
@@ -190,7 +190,7 @@ def test_log_level_setting_is_applied(
 def test_flask_adds_no_handler_of_its_own(tmp_path: Path) -> None:
     """In a fresh interpreter (no pytest handlers), the root handler is the only one."""
     code = (
-        "import logging; from app import create_app; from app.settings import Settings\n"
+        "import logging; from app import create_app; from chassis.settings import Settings\n"
         f"app = create_app(Settings(app_env='test', database_url='sqlite:///{tmp_path}/a.db'))\n"
         "print(len(app.logger.handlers), len(logging.getLogger().handlers))"
     )

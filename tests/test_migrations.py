@@ -14,7 +14,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-from app.settings import Settings
+from chassis.settings import Settings
 from tests.conftest import AppFactory
 from tests.postgres import PostgresServer
 from tests.processes import ROOT, base_env
@@ -30,7 +30,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
-    """Autogenerate finds nothing to add: migrations/ and app/models.py agree."""
+    """Autogenerate finds nothing to add: the migrations and the models (app/, chassis/) agree."""
     command.check(alembic_config(database_url))
 
 
@@ -38,10 +38,10 @@ def test_downgrade_and_upgrade_round_trip(tmp_path: Path) -> None:
     """Every migration can be undone and applied again."""
     url = f"sqlite:///{tmp_path / 'round.db'}"
     config = alembic_config(url)
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")
     command.downgrade(config, "base")
     assert "items" not in inspect(create_engine(url)).get_table_names()
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")
     assert "items" in inspect(create_engine(url)).get_table_names()
 
 
@@ -61,12 +61,10 @@ def _waiting_for_lock(dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
-def head_revision() -> str:
-    """The newest revision in migrations/."""
+def head_revisions() -> list[tuple[str]]:
+    """The newest revision of each branch (the service's and the chassis's), as rows."""
     config = Config(toml_file=str(ROOT / "pyproject.toml"))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
+    return sorted((head,) for head in ScriptDirectory.from_config(config).get_heads())
 
 
 def test_concurrent_upgrades_apply_the_schema_once(postgres: PostgresServer) -> None:
@@ -80,7 +78,7 @@ def test_concurrent_upgrades_apply_the_schema_once(postgres: PostgresServer) -> 
     env = base_env(DATABASE_URL=url, LOG_FORMAT="json")
     replicas = [
         subprocess.Popen(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            [sys.executable, "-m", "alembic", "upgrade", "heads"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -100,16 +98,17 @@ def test_concurrent_upgrades_apply_the_schema_once(postgres: PostgresServer) -> 
         holder.close()
     outputs = [replica.communicate(timeout=60)[0].decode() for replica in replicas]
     assert [replica.returncode for replica in replicas] == [0, 0, 0], outputs
-    assert sum("Running upgrade" in output for output in outputs) == 1
+    # One replica applied every revision; the others found the schema current.
+    assert sorted("Running upgrade" in output for output in outputs) == [False, False, True]
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT version_num FROM alembic_version")
-        assert cur.fetchall() == [(head_revision(),)]
+        cur.execute("SELECT version_num FROM alembic_version ORDER BY version_num")
+        assert cur.fetchall() == head_revisions()
     conn.close()
 
 
-@pytest.mark.parametrize("arguments", [pytest.param(["upgrade", "head", "--sql"], id="offline")])
+@pytest.mark.parametrize("arguments", [pytest.param(["upgrade", "heads", "--sql"], id="offline")])
 def test_offline_mode_prints_the_sql(arguments: list[str]) -> None:
-    """`alembic upgrade head --sql` writes the DDL for review instead of running it."""
+    """`alembic upgrade heads --sql` writes the DDL for review instead of running it."""
     result = subprocess.run(
         [sys.executable, "-m", "alembic", *arguments],
         cwd=ROOT,

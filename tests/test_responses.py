@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.responses import created, error, ok
+from chassis.responses import created, error, ok
 
 HEADER = "X-Tracking-ID"
 

@@ -1,4 +1,4 @@
-"""`app/server.py`: the CPU count gunicorn's defaults come from, and strict environment readers."""
+"""`chassis/gunicorn.py`: the CPU count gunicorn's defaults come from, and environment readers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from app.server import Env, available_cpus
+from chassis.gunicorn import Env, available_cpus
 
 Read = Callable[[Env], object]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, session
 
-from app.responses import ok
+from chassis.responses import ok
 
 
 def test_session_round_trips_through_the_signed_cookie(app: Flask) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from app.settings import DEVELOPMENT_SECRET_KEY, Settings, SettingsError
+from chassis.settings import DEVELOPMENT_SECRET_KEY, Settings, SettingsError
 
 # 64 hex digits, the shape `secrets.token_hex(32)` produces.
 GOOD_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"

@@ -15,8 +15,9 @@ from flask import Flask
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from app.models import Item, utcnow
-from app.upsert import Where, upsert
+from app.items.models import Item
+from chassis.models import utcnow
+from chassis.upsert import Where, upsert
 
 # Seeded rows are an hour old, so "unchanged" never depends on two clock readings differing.
 AN_HOUR = dt.timedelta(hours=1)

@@ -13,7 +13,7 @@ import time
 
 from sqlalchemy import text
 
-from app.scheduler import Registry, Run
+from chassis.scheduler import Registry, Run
 
 ticks = Registry()
 slow = Registry()

@@ -13,8 +13,8 @@ from flask import Response, request
 from sqlalchemy import text
 
 from app import create_app
-from app.db import get_db, get_session
-from app.responses import ok
+from chassis.db import get_db, get_session
+from chassis.responses import ok
 
 app = create_app()
 log = logging.getLogger("tests.sleepy")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.settings import DEFAULT_MAX_CONTENT_LENGTH
+from chassis.settings import DEFAULT_MAX_CONTENT_LENGTH
 from tests.processes import ROOT, resolve_gunicorn_conf
 
 NGINX_TEMPLATES = [ROOT / "nginx" / "templates", ROOT / "nginx" / "tls"]

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from tests.engine import docker
 from tests.processes import ROOT, base_env, free_port, request
@@ -267,8 +269,8 @@ def test_migration_rerun_applies_nothing(stack: Stack) -> None:
         for line in stack.logs("migrate")
         if line["message"].startswith("Running upgrade")
     ]
-    revisions = sorted((ROOT / "migrations" / "versions").glob("*.py"))
-    assert len(applied) == len(revisions)
+    scripts = ScriptDirectory.from_config(Config(toml_file=str(ROOT / "pyproject.toml")))
+    assert len(applied) == len(list(scripts.walk_revisions()))
     rerun = stack.compose("run", "--rm", "migrate", timeout=120)
     assert "Running upgrade" not in rerun.stdout + rerun.stderr
     assert stack.send("GET", "/readyz")[0] == 200
@@ -407,7 +409,7 @@ def test_database_down_gives_503_envelope_then_recovers(stack: Stack) -> None:
     (nginx_line,) = lines_with(stack.logs("nginx"), tracking_id)
     assert nginx_line["status"] == 503
     app_lines = lines_with(stack.logs("app"), tracking_id)
-    assert [line["logger"] for line in app_lines] == ["app.db", "gunicorn.access"]
+    assert [line["logger"] for line in app_lines] == ["chassis.db", "gunicorn.access"]
     assert app_lines[0]["message"].startswith("database unavailable")
     assert app_lines[1]["status"] == 503
     eventually(healthy(stack, "db"), 60, "db not healthy")
@@ -435,7 +437,7 @@ def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
         "--env",
         f"SECRET_KEY={secrets.token_hex(32)}",
         "--env",
-        "DATABASE_URL=sqlite:////tmp/app.db",
+        "DATABASE_URL=sqlite:////tmp/chassis.db",
         image,
     )
     try:
@@ -473,6 +475,7 @@ BUILD_FILES = [
     "Dockerfile",
     ".dockerignore",
     "app",
+    "chassis",
     "migrations",
     "gunicorn.conf.py",
     "pyproject.toml",

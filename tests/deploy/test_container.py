@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.healthcheck import TIMEOUT_S
+from chassis.probe import TIMEOUT_S
 from tests.conftest import require_service
 from tests.processes import ROOT, base_env, free_port, get
 
@@ -230,9 +230,9 @@ def test_runtime_environment_is_the_agreed_one() -> None:
 
 
 def test_health_check_is_the_kit_command_inside_dockers_timeout() -> None:
-    """HEALTHCHECK runs `python app/healthcheck.py`, whose own timeout ends first."""
+    """HEALTHCHECK runs `python chassis/probe.py`, whose own timeout ends first."""
     options, command = healthcheck_of()
-    assert command == ["python", "app/healthcheck.py"]
+    assert command == ["python", "chassis/probe.py"]
     assert seconds(options["timeout"]) > TIMEOUT_S
     assert set(options) >= {"interval", "timeout", "start-period", "retries"}
 
@@ -250,7 +250,7 @@ def test_health_check_is_the_kit_command_inside_dockers_timeout() -> None:
         pytest.param(".git/config", False, id="git"),
         pytest.param(".venv/bin/python", False, id="dev-venv"),
         pytest.param(".tools/bin/uv", False, id="tools"),
-        pytest.param("data/app.db", False, id="local-database"),
+        pytest.param("data/chassis.db", False, id="local-database"),
         pytest.param("tests/conftest.py", False, id="tests"),
         pytest.param("README.md", False, id="readme"),
         pytest.param("app/__pycache__/db.cpython-311.pyc", False, id="bytecode"),
@@ -265,7 +265,7 @@ def test_every_copied_source_is_in_the_build_context() -> None:
     """Each COPY source exists and .dockerignore admits it (else the build fails)."""
     sources = [source for source, _ in copied_sources()]
     assert sorted(sources) == sorted(
-        ["app", "migrations", "gunicorn.conf.py", "pyproject.toml", "uv.lock"]
+        ["app", "chassis", "migrations", "gunicorn.conf.py", "pyproject.toml", "uv.lock"]
     )
     for source in sources:
         assert (ROOT / source).exists(), source
@@ -282,7 +282,7 @@ def test_compose_file_matches_the_compose_spec() -> None:
 
 
 def test_app_starts_after_a_healthy_database_and_a_completed_migration() -> None:
-    """The app waits for pg_isready and for `alembic upgrade head` to exit 0."""
+    """The app waits for pg_isready and for `alembic upgrade heads` to exit 0."""
     assert services()["app"]["depends_on"] == {
         "db": {"condition": "service_healthy"},
         "migrate": {"condition": "service_completed_successfully"},
@@ -291,9 +291,9 @@ def test_app_starts_after_a_healthy_database_and_a_completed_migration() -> None
 
 
 def test_migration_is_a_one_shot_alembic_upgrade() -> None:
-    """migrate runs the image with `alembic upgrade head` once, never restarted."""
+    """migrate runs the image with `alembic upgrade heads` once, never restarted."""
     migrate = services()["migrate"]
-    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["command"] == ["alembic", "upgrade", "heads"]
     assert migrate["restart"] == "no"
     assert migrate["build"] == services()["app"]["build"]
     assert migrate["environment"] == services()["app"]["environment"]
@@ -591,7 +591,7 @@ def test_image_command_migrates_serves_as_non_root_and_stops_on_sigterm(
         installed,
         APP_ENV="production",
         SECRET_KEY=secrets.token_hex(20),
-        DATABASE_URL=f"sqlite:///{data_dir / 'app.db'}",
+        DATABASE_URL=f"sqlite:///{data_dir / 'chassis.db'}",
         WEB_CONCURRENCY="2",
         # Loopback only in tests; PORT tells the health check where that is.
         GUNICORN_BIND=f"127.0.0.1:{port}",

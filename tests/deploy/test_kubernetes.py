@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from app.health import READINESS_TIMEOUT_S
-from app.settings import Settings, SettingsError
+from chassis.health import READINESS_TIMEOUT_S
+from chassis.settings import Settings, SettingsError
 from tests.conftest import require_service
 from tests.processes import ROOT, base_env
 
@@ -357,8 +357,8 @@ def test_ingress_routes_to_the_service() -> None:
 
 
 def test_migration_job_runs_alembic_upgrade_head_once() -> None:
-    """The Job runs `alembic upgrade head` with the web image and is not restarted in place."""
-    assert container("migration-job.yaml")["command"] == ["alembic", "upgrade", "head"]
+    """The Job runs `alembic upgrade heads` with the web image and is not restarted in place."""
+    assert container("migration-job.yaml")["command"] == ["alembic", "upgrade", "heads"]
     assert container("migration-job.yaml")["image"] == container("deployment.yaml")["image"]
     assert pod_spec("migration-job.yaml")["restartPolicy"] == "Never"
 

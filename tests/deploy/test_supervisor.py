@@ -150,7 +150,7 @@ def supervised(tmp_path: Path) -> Iterator[Supervisord]:
         data = Path(tmp)
         database_url = f"sqlite:///{data / 'kit.db'}"
         subprocess.run(
-            [str(ALEMBIC), "upgrade", "head"],
+            [str(ALEMBIC), "upgrade", "heads"],
             cwd=ROOT,
             env=base_env(DATABASE_URL=database_url),
             check=True,

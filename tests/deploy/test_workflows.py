@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.api.items import ItemCreate
+from app.items.views import ItemCreate
 from tests.deploy.test_container import dev_tool, run_checked
 from tests.processes import ROOT
 
@@ -237,7 +237,7 @@ def test_smoke_request_fails_the_job_on_a_bad_answer(method: str, path: str) -> 
 
 
 def test_smoke_request_creates_an_item_the_api_accepts() -> None:
-    """The POST sends JSON that app/api/items.py's ItemCreate validates."""
+    """The POST sends JSON that app/items/views.py's ItemCreate validates."""
     request = smoke_request("POST", "/api/items")
     body = re.search(r"--data '([^']*)'", request)
     assert body is not None

@@ -10,13 +10,13 @@ import pytest
 from flask import Flask, abort, g
 from flask.testing import FlaskClient
 
-from app.middleware.tracking import (
+from chassis.responses import ok
+from chassis.tracking import (
     NO_TRACKING_ID,
     call_with_tracking_id,
     current_tracking_id,
     tracking_scope,
 )
-from app.responses import ok
 from tests.conftest import AppFactory, LogReader
 
 HEADER = "X-Tracking-ID"

@@ -1,4 +1,4 @@
-"""app/scheduler/ under real gunicorn processes: each scheduled time runs exactly once across
+"""chassis/scheduler/ under real gunicorn processes: each scheduled time runs exactly once across
 workers and instances, a killed holder's run is taken over, shutdown lets a run finish.
 
 Jobs come from tests/apps/jobs.py: each writes JSON lines to the JOB_EVENTS file, evidence of
@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Row, create_engine, select
 
-from app.models import JobRun, utcnow
+from chassis.models import utcnow
+from chassis.scheduler.models import JobRun
 from tests.conftest import migrate
 from tests.postgres import PostgresServer
 from tests.processes import Gunicorn, base_env

@@ -1,4 +1,4 @@
-"""app/scheduler/jobs.py: declaring jobs and computing their scheduled times."""
+"""chassis/scheduler/registry.py: declaring jobs and computing their scheduled times."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.scheduler import Registry, Run
+from chassis.scheduler import Registry, Run
 
 UTC = dt.UTC
 

@@ -1,4 +1,4 @@
-"""app/scheduler/lease.py on SQLite and PostgreSQL: every race is decided by one statement.
+"""chassis/scheduler/lease.py on SQLite and PostgreSQL: every race is decided by one statement.
 
 Each test uses job names of its own, so the shared migrated databases need no cleanup.
 """
@@ -16,9 +16,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from app.db import Database
-from app.models import JobRun
-from app.scheduler import Job, Run, lease
+from chassis.db import Database
+from chassis.scheduler import Job, Run, lease
+from chassis.scheduler.models import JobRun
 from tests.conftest import AppFactory
 
 T0 = dt.datetime(2026, 11, 21, 11, 0, tzinfo=dt.UTC)

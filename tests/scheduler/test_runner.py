@@ -1,4 +1,4 @@
-"""app/scheduler/runner.py in one process on SQLite: outcomes, logs, catch-up and shutdown.
+"""chassis/scheduler/runner.py in one process on SQLite: outcomes, logs, catch-up and shutdown.
 
 The multi-process guarantees (several workers and hosts, SIGKILL) are in
 test_exactly_once.py; these drive one Scheduler's passes directly.
@@ -20,8 +20,9 @@ from flask import Flask
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-from app.models import JobRun, utcnow
-from app.scheduler import Registry, Run, Scheduler
+from chassis.models import utcnow
+from chassis.scheduler import Registry, Run, Scheduler
+from chassis.scheduler.models import JobRun
 from tests.conftest import AppFactory, LogReader, migrate
 from tests.processes import ROOT, base_env
 
@@ -90,7 +91,7 @@ def test_successful_run_is_recorded_with_its_tracking_id(app: Flask, read_logs: 
         1,
         None,
     )
-    job_lines = [line for line in read_logs() if line["logger"] == "app.scheduler.runner"]
+    job_lines = [line for line in read_logs() if line["logger"] == "chassis.scheduler.runner"]
     messages = {line["message"].split(" in ")[0] for line in job_lines}
     assert "job count succeeded" in messages
     assert {line["tracking_id"] for line in job_lines} == {stored.tracking_id}

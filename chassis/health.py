@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from app.db import get_db
-from app.responses import error, ok
+from chassis.db import get_db
+from chassis.responses import error, ok
 
 bp = Blueprint("health", __name__)
 

@@ -12,10 +12,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from app.db import get_db
-from app.models import JobRun
-from app.scheduler.runner import Scheduler, load_registry
-from app.settings import Settings
+from chassis.db import get_db
+from chassis.scheduler.models import JobRun
+from chassis.scheduler.runner import Scheduler, load_registry
+from chassis.settings import Settings
 
 cli = AppGroup("scheduler", help="Scheduled jobs (app/jobs.py).")
 

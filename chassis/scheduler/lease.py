@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import JobRun, utcnow
-from app.scheduler.jobs import Job
-from app.upsert import dialect_insert
+from chassis.models import utcnow
+from chassis.scheduler.models import JobRun
+from chassis.scheduler.registry import Job
+from chassis.upsert import dialect_insert
 
 
 @dataclass(frozen=True)

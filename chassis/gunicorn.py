@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
-from app.log import TrackingIdFilter, build_formatter
-from app.middleware.tracking import current_tracking_id, new_tracking_id
-from app.settings import Settings, SettingsError, env_bool, env_choice, env_int
+from chassis.log import TrackingIdFilter, build_formatter
+from chassis.settings import Settings, SettingsError, env_bool, env_choice, env_int
+from chassis.tracking import current_tracking_id, new_tracking_id
 
 _Choice = TypeVar("_Choice", bound=str)
 _T = TypeVar("_T")

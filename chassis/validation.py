@@ -40,7 +40,7 @@ Text = Annotated[str, AfterValidator(storable)]
 
 def parse_body(model: type[ModelT]) -> ModelT:
     """Validate the JSON body against `model`, or raise 400 naming each broken field."""
-    body = request.get_json()  # 400 for a wrong content type or invalid JSON (app/errors.py)
+    body = request.get_json()  # 400 for a wrong content type or invalid JSON (chassis/errors.py)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     try:

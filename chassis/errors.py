@@ -14,7 +14,7 @@ from typing import NoReturn
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
-from app.responses import error
+from chassis.responses import error
 
 
 class JSONRequest(Request):

@@ -21,12 +21,12 @@ from typing import Any
 from flask import Flask
 from werkzeug.utils import import_string
 
-from app.db import Database
-from app.middleware.tracking import new_tracking_id, tracking_scope
-from app.models import utcnow
-from app.scheduler import lease
-from app.scheduler.jobs import Job, Registry, Run
-from app.settings import Settings
+from chassis.db import Database
+from chassis.models import utcnow
+from chassis.scheduler import lease
+from chassis.scheduler.registry import Job, Registry, Run
+from chassis.settings import Settings
+from chassis.tracking import new_tracking_id, tracking_scope
 
 log = logging.getLogger(__name__)
 

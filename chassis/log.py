@@ -23,8 +23,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from app.middleware.tracking import current_tracking_id
-from app.settings import Settings
+from chassis.settings import Settings
+from chassis.tracking import current_tracking_id
 
 HANDLER_NAME = "app"
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(tracking_id)s] %(name)s: %(message)s"

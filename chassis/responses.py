@@ -32,7 +32,7 @@ from typing import Any
 from flask import Response, current_app
 from flask.json.provider import DefaultJSONProvider
 
-from app.middleware.tracking import current_tracking_id
+from chassis.tracking import current_tracking_id
 
 DATETIME_HEADER = "X-DateTime"
 

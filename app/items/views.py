@@ -22,11 +22,12 @@ from flask import Blueprint, Response, abort, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from app.api.validation import MAX_INT, Text, parse_body, parse_int
-from app.db import get_db, get_session
-from app.models import Item, utcnow
-from app.responses import created, ok
-from app.upsert import upsert
+from app.items.models import Item
+from chassis.db import get_db, get_session
+from chassis.models import utcnow
+from chassis.responses import created, ok
+from chassis.upsert import upsert
+from chassis.validation import MAX_INT, Text, parse_body, parse_int
 
 bp = Blueprint("items", __name__, url_prefix="/api/items")
 log = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from app.middleware.tracking import tracking_scope
-from app.responses import error
-from app.settings import Settings
+from chassis.responses import error
+from chassis.settings import Settings
+from chassis.tracking import tracking_scope
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ inserted by exactly one process, which holds a lease on it while the job runs. R
 "Scheduled jobs".
 """
 
-from app.scheduler.jobs import Job, Registry, Run
-from app.scheduler.runner import Scheduler
+from chassis.scheduler.registry import Job, Registry, Run
+from chassis.scheduler.runner import Scheduler
 
 __all__ = ["Job", "Registry", "Run", "Scheduler"]

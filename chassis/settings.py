@@ -53,7 +53,7 @@ MIN_PRODUCTION_SECRET_LENGTH = 32
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
 # The embedded default: a SQLite file under ./data (created on demand, ignored by git).
-DEFAULT_DATABASE_URL = "sqlite:///data/app.db"
+DEFAULT_DATABASE_URL = "sqlite:///data/chassis.db"
 
 # RFC 9110 token characters: what a header name may hold.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -99,7 +99,7 @@ class Settings:
     proxy_fix_x_port: int = 0
     proxy_fix_x_prefix: int = 0
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
-    # Scheduled jobs (app/scheduler/): off unless asked for, so tests and one-off commands
+    # Scheduled jobs (chassis/scheduler/): off unless asked for, so tests and one-off commands
     # never start a scheduler by accident.
     scheduler_enabled: bool = False
     scheduler_jobs: str = "app.jobs:jobs"

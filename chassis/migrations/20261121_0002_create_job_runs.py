@@ -1,7 +1,7 @@
-"""create job runs
+"""create job runs (the chassis's own branch: it depends on no table of the service)
 
 Revision ID: 0002
-Revises: 0001
+Revises:
 Create Date: 2026-11-21 11:02:47.752909
 
 """
@@ -13,8 +13,8 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("chassis",)
 depends_on: str | Sequence[str] | None = None
 
 

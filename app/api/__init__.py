@@ -1,1 +1,0 @@
-"""The JSON API: one module per resource, each a blueprint."""

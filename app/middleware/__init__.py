@@ -1,1 +1,0 @@
-"""WSGI middleware, each in werkzeug's `middleware/` shape."""

@@ -1,0 +1,73 @@
+"""The chassis: the reusable layer every service built from this template shares.
+
+Settings, logging, the tracking id, the JSON envelope and errors, health endpoints, the
+database engine and sessions, upsert, request validation, the gunicorn integration and the
+job scheduler. It never imports the service (the `app` package): the service builds its
+Flask app with `build_app()`, then registers its own resources and jobs on it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from chassis import db, errors, health
+from chassis.cookies import CookieSessionInterface
+from chassis.log import configure_logging
+from chassis.responses import JSONProvider
+from chassis.scheduler.cli import cli as scheduler_cli
+from chassis.settings import Settings
+from chassis.tracking import TrackingIdMiddleware, expose_in_g
+
+log = logging.getLogger(__name__)
+
+
+def build_app(import_name: str, settings: Settings) -> Flask:
+    """Build a Flask app with every chassis part installed, ready for a service's own."""
+    # Logging first, so Flask finds a handler on the root and adds no handler of its own.
+    configure_logging(settings)
+
+    app = Flask(import_name)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        # Unhandled errors become the 500 envelope in every environment (tests included),
+        # never a propagated exception or the debugger's HTML page.
+        PROPAGATE_EXCEPTIONS=False,
+        TESTING=settings.app_env == "test",
+    )
+    app.extensions["settings"] = settings
+    app.json = JSONProvider(app)
+    app.session_interface = CookieSessionInterface()
+
+    app.before_request(expose_in_g)
+    errors.init_app(app)
+    db.init_app(app, settings)
+    app.register_blueprint(health.bp)
+    # Only the `flask scheduler` commands: schedulers start per gunicorn worker (hooks in
+    # gunicorn.conf.py) or in `flask scheduler run`, never while the app is built.
+    app.cli.add_command(scheduler_cli)
+
+    # Middleware, innermost first. ProxyFix rewrites the environ for Flask (only when some
+    # proxy is trusted: with every count 0 it would change nothing). The tracking id wraps
+    # everything, so even a failure in ProxyFix or Flask itself answers with the header.
+    hops = {
+        "x_for": settings.proxy_fix_x_for,
+        "x_proto": settings.proxy_fix_x_proto,
+        "x_host": settings.proxy_fix_x_host,
+        "x_port": settings.proxy_fix_x_port,
+        "x_prefix": settings.proxy_fix_x_prefix,
+    }
+    if any(hops.values()):
+        app.wsgi_app = ProxyFix(app.wsgi_app, **hops)  # type: ignore[method-assign]
+    app.wsgi_app = TrackingIdMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, header=settings.tracking_id_header
+    )
+
+    if settings.uses_development_secret:
+        log.warning(
+            "SECRET_KEY is not set: using the fixed development key (APP_ENV=%s)", settings.app_env
+        )
+    return app
