@@ -16,7 +16,6 @@ import os
 from typing import Any
 
 from chassis import gunicorn as server
-from chassis.scheduler import runner as scheduler
 
 env = server.Env(os.environ)
 # Validate the app's settings in the master: a bad value fails once, in one line, instead
@@ -103,7 +102,7 @@ forwarded_allow_ips = env.text("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # both in the app's format (LOG_FORMAT): one JSON object per line, or readable text.
 accesslog = "-"
 errorlog = "-"
-logger_class = "chassis.gunicorn.KitLogger"
+logger_class = "chassis.gunicorn.StructuredLogger"
 
 # --- Server hooks ----------------------------------------------------------------------
 
@@ -119,12 +118,12 @@ post_fork = server.prepare_worker  # JSON error pages; psycogreen under gevent
 def post_worker_init(worker: Any) -> None:
     """In each worker, after fork and after the app is loaded (gevent has patched threads
     into greenlets by now): start the job scheduler when SCHEDULER_ENABLED, then report."""
-    scheduler.start_in_worker(worker)
+    server.start_scheduler(worker)
     server.announce_worker(worker)
 
 
 # A stopping worker gives running jobs graceful_timeout minus 5 s, then hands their runs back.
-worker_exit = scheduler.stop_in_worker
+worker_exit = server.stop_scheduler
 pre_request = server.remember_request
 post_request = server.forget_request
 worker_abort = server.log_timed_out_request

@@ -1,8 +1,10 @@
 """gunicorn integration used by `gunicorn.conf.py`: environment reading, CPU count, the
-logger class (JSON access and error logs) and the server hooks.
+logger class (JSON access and error logs) and the server hooks, the scheduler's included.
 
 Kept out of `gunicorn.conf.py` so that file stays plain assignments, and so this code is
-typed, linted and importable by tests.
+typed, linted and importable by tests. The hooks never assume which app they serve:
+`gunicorn -c gunicorn.conf.py other.module:app` serves any WSGI app, and a chassis feature
+that needs the app (the job scheduler) starts only when the app was built by the chassis.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flask import Flask
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
 from chassis.log import TrackingIdFilter, build_formatter
+from chassis.responses import envelope_body
+from chassis.scheduler.runner import Scheduler, load_registry
 from chassis.settings import Settings, SettingsError, env_bool, env_choice, env_int
 from chassis.tracking import current_tracking_id, new_tracking_id
 
@@ -71,7 +76,7 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-class KitLogger(Logger):  # type: ignore[misc]
+class StructuredLogger(Logger):  # type: ignore[misc]
     """gunicorn's logger with the app's formats: JSON lines (LOG_FORMAT=json) or text.
 
     Access lines carry the tracking id read from the response header, so ids the app
@@ -129,14 +134,8 @@ def use_json_error_pages(tracking_header: str) -> None:
 
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         tracking_id = new_tracking_id()
-        body = json.dumps(
-            {
-                "code": status_int,
-                "msg": mesg or reason.lower(),
-                "data": None,
-                "tracking_id": tracking_id,
-            }
-        ).encode()
+        envelope = envelope_body(status_int, mesg or reason.lower(), None, tracking_id)
+        body = (json.dumps(envelope) + "\n").encode()
         head = (
             f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -178,17 +177,17 @@ def announce_worker(worker: Any) -> None:
 
 def remember_request(worker: Any, req: Any) -> None:
     """pre_request: note what this worker serves, for the timeout message."""
-    worker.kit_current_request = f"{req.method} {req.path}"
+    worker.chassis_current_request = f"{req.method} {req.path}"
 
 
 def forget_request(worker: Any, req: Any) -> None:
     """post_request: the worker is idle again."""
-    worker.kit_current_request = None
+    worker.chassis_current_request = None
 
 
 def log_timed_out_request(worker: Any) -> None:
     """worker_abort: name the request a worker was killed for (runs in that worker)."""
-    serving = getattr(worker, "kit_current_request", None) or "no request"
+    serving = getattr(worker, "chassis_current_request", None) or "no request"
     # The signal handler runs in the interrupted request's context, so this is its id.
     worker.log.error(
         "worker timed out after %ss while serving %s",
@@ -222,3 +221,31 @@ def log_configuration(server: Any, preload_refused: bool) -> None:
     )
     resolved = {key.removesuffix("_str"): getattr(cfg, key) for key in keys}
     server.log.info("ready: %s", " ".join(f"{k}={v}" for k, v in resolved.items()))
+
+
+# A stopping worker gives running jobs graceful_timeout minus this, then hands them back.
+SHUTDOWN_MARGIN_SECONDS = 5.0
+
+
+def start_scheduler(worker: Any) -> None:
+    """post_worker_init: start this worker's job scheduler when SCHEDULER_ENABLED, if the
+    app was built by the chassis (any other WSGI app is served without one)."""
+    app = worker.wsgi
+    settings = app.extensions.get("settings") if isinstance(app, Flask) else None
+    if not isinstance(settings, Settings):
+        if Settings.from_env().scheduler_enabled:
+            worker.log.warning("SCHEDULER_ENABLED ignored: %r is not a chassis app", app)
+        return
+    if settings.scheduler_enabled:
+        scheduler = Scheduler(app, load_registry(settings))
+        app.extensions["scheduler"] = scheduler
+        scheduler.start()
+
+
+def stop_scheduler(server: Any, worker: Any) -> None:
+    """gunicorn worker_exit (in the worker): let running jobs finish inside the graceful
+    timeout."""
+    app = getattr(worker, "wsgi", None)
+    scheduler = app.extensions.get("scheduler") if isinstance(app, Flask) else None
+    if scheduler is not None:
+        scheduler.stop(wait=max(0.0, worker.cfg.graceful_timeout - SHUTDOWN_MARGIN_SECONDS))

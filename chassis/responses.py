@@ -55,6 +55,13 @@ class JSONProvider(DefaultJSONProvider):
         return DefaultJSONProvider.default(o)
 
 
+def envelope_body(code: int, msg: str, data: Any, tracking_id: str) -> dict[str, Any]:
+    """The envelope itself, in its key order: the one definition every writer uses (the app
+    here, gunicorn's own error pages in chassis/gunicorn.py; nginx keeps a copy in
+    nginx/kit/app.conf, and a test checks that it agrees)."""
+    return {"code": code, "msg": msg, "data": data, "tracking_id": tracking_id}
+
+
 def envelope(
     data: Any = None,
     *,
@@ -63,7 +70,7 @@ def envelope(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """Build a response holding `data` in the envelope, with status `code`."""
-    body = {"code": code, "msg": msg, "data": data, "tracking_id": current_tracking_id()}
+    body = envelope_body(code, msg, data, current_tracking_id())
     response = current_app.response_class(
         current_app.json.dumps(body) + "\n", status=code, mimetype="application/json"
     )

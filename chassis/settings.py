@@ -53,7 +53,7 @@ MIN_PRODUCTION_SECRET_LENGTH = 32
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
 # The embedded default: a SQLite file under ./data (created on demand, ignored by git).
-DEFAULT_DATABASE_URL = "sqlite:///data/chassis.db"
+DEFAULT_DATABASE_URL = "sqlite:///data/app.db"
 
 # RFC 9110 token characters: what a header name may hold.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

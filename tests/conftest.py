@@ -145,7 +145,7 @@ def make_app(log_stream: io.StringIO, tmp_path: Path) -> AppFactory:
             "app_env": "test",
             "log_format": "json",
             "log_level": "DEBUG",
-            "database_url": f"sqlite:///{tmp_path / 'chassis.db'}",
+            "database_url": f"sqlite:///{tmp_path / 'app.db'}",
         }
         # The app's handler writes to whatever sys.stdout is when it is built.
         with contextlib.redirect_stdout(log_stream):

@@ -47,7 +47,7 @@ def test_wsgi_module_holds_the_app(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={"APP_ENV": "test", "DATABASE_URL": f"sqlite:///{tmp_path}/chassis.db"},
+        env={"APP_ENV": "test", "DATABASE_URL": f"sqlite:///{tmp_path}/app.db"},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "Flask"

@@ -92,7 +92,7 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(make_app: AppF
 
 def test_sqlite_data_directory_is_created_on_demand(make_app: AppFactory, tmp_path: Path) -> None:
     """The embedded database's directory need not exist beforehand."""
-    target = tmp_path / "nested" / "dir" / "chassis.db"
+    target = tmp_path / "nested" / "dir" / "app.db"
     with _db(make_app(database_url=f"sqlite:///{target}")).engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     assert target.exists()

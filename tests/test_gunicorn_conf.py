@@ -17,7 +17,7 @@ from tests.processes import ROOT, Gunicorn, base_env, get
 def server(tmp_path: Path) -> Iterator[Gunicorn]:
     """A real gunicorn with the kit's configuration and no environment of its own."""
     env = base_env(
-        WEB_CONCURRENCY="2", LOG_FORMAT="json", DATABASE_URL=f"sqlite:///{tmp_path / 'chassis.db'}"
+        WEB_CONCURRENCY="2", LOG_FORMAT="json", DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"
     )
     gunicorn = Gunicorn(tmp_path, env).start()
     yield gunicorn

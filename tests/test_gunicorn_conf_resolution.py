@@ -44,7 +44,7 @@ def test_empty_environment_resolves_to_the_documented_defaults() -> None:
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "accesslog": "-",
         "errorlog": "-",
-        "logger_class": "chassis.gunicorn.KitLogger",
+        "logger_class": "chassis.gunicorn.StructuredLogger",
         "control_socket_disable": True,
     }
 
@@ -174,7 +174,7 @@ def test_gunicorn_cmd_args_override_the_file(tmp_path: Path) -> None:
     env = base_env(
         GUNICORN_CMD_ARGS="--workers 1",
         LOG_FORMAT="json",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'chassis.db'}",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
     )
     server = Gunicorn(tmp_path, env).start()
     try:

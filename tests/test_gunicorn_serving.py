@@ -33,7 +33,7 @@ def serve(tmp_path: Path, worker_class: str, **env: str) -> Gunicorn:
         "GUNICORN_WORKER_CLASS": worker_class,
         "WEB_CONCURRENCY": "2",
         "LOG_FORMAT": "json",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'chassis.db'}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
         **env,
     }
     return Gunicorn(tmp_path, base_env(**values), args=[SLEEPY]).start()
@@ -302,6 +302,25 @@ def test_requests_gunicorn_rejects_get_the_json_envelope(
     assert envelope["code"] == status
     assert envelope["data"] is None
     assert f"X-Tracking-ID: {envelope['tracking_id']}".encode() in head
+
+
+@pytest.mark.parametrize("worker_class", [*WORKER_CLASSES, pytest.param("gthread", id="gthread")])
+def test_any_wsgi_app_is_served_without_the_chassis_features_it_lacks(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """gunicorn.conf.py serves an app the chassis did not build: its hooks start no scheduler
+    for it (saying so when one was asked for), and no worker crashes."""
+    env = base_env(
+        GUNICORN_WORKER_CLASS=worker_class, WEB_CONCURRENCY="2", SCHEDULER_ENABLED="true"
+    )
+    server = Gunicorn(tmp_path, env, args=["tests.apps.plain:app"]).start()
+    started.append(server)
+    status, headers, body = get(server.port, "/anything")
+    assert (status, headers["Content-Type"], body) == (200, "text/plain", b"plain /anything\n")
+    log = server.stderr()
+    assert log.count("SCHEDULER_ENABLED ignored") == 2
+    assert "Traceback" not in log
+    assert "Worker exiting" not in log
 
 
 @pytest.mark.parametrize(

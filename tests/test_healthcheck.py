@@ -78,7 +78,7 @@ def nothing_listening() -> Iterator[int]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Gunicorn]:
     """The kit under gunicorn with its own configuration, as the image serves it."""
-    server = Gunicorn(tmp_path, base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'chassis.db'}"))
+    server = Gunicorn(tmp_path, base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"))
     server.start()
     yield server
     server.stop()

@@ -3,7 +3,7 @@
 A loop thread (a greenlet under gevent, whose workers patch threading) claims due times,
 starts each claimed job in a thread of its own, renews the leases of running jobs, and
 takes over runs whose holder stopped renewing. gunicorn starts one per worker after fork
-(`start_in_worker`, never in the master); `flask scheduler run` runs one in the foreground.
+(chassis/gunicorn.py, never in the master); `flask scheduler run` runs one in the foreground.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from flask import Flask
 from werkzeug.utils import import_string
@@ -34,8 +33,6 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 # How often it looks for runs whose holder died (a query per process).
 SCAN_SECONDS = 5.0
-# Margin kept from gunicorn's graceful_timeout when a stopping worker waits for its jobs.
-SHUTDOWN_MARGIN_SECONDS = 5.0
 
 
 @dataclass
@@ -212,22 +209,3 @@ def load_registry(settings: Settings) -> Registry:
     if not isinstance(registry, Registry):
         raise TypeError(f"SCHEDULER_JOBS={settings.scheduler_jobs} is not a Registry")
     return registry
-
-
-def start_in_worker(worker: Any) -> None:
-    """gunicorn post_worker_init: start this worker's scheduler when SCHEDULER_ENABLED."""
-    app: Flask = worker.wsgi
-    settings: Settings = app.extensions["settings"]
-    if settings.scheduler_enabled:
-        scheduler = Scheduler(app, load_registry(settings))
-        app.extensions["scheduler"] = scheduler
-        scheduler.start()
-
-
-def stop_in_worker(server: Any, worker: Any) -> None:
-    """gunicorn worker_exit (in the worker): let running jobs finish inside the graceful
-    timeout."""
-    app = getattr(worker, "wsgi", None)
-    scheduler = app.extensions.get("scheduler") if isinstance(app, Flask) else None
-    if scheduler is not None:
-        scheduler.stop(wait=max(0.0, worker.cfg.graceful_timeout - SHUTDOWN_MARGIN_SECONDS))

@@ -6,11 +6,13 @@
 - nginx (and the Kubernetes ingress) accept bodies at least as large as the app does and
   wait for a response at least as long as gunicorn lets a worker run;
 - gunicorn keeps idle connections open longer than nginx's upstream keepalive;
-- each deployment's ProxyFix counts equal the X-Forwarded-* headers nginx sets.
+- each deployment's ProxyFix counts equal the X-Forwarded-* headers nginx sets;
+- nginx's copy of the JSON envelope has the app's keys in the app's order.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chassis.responses import envelope_body
 from chassis.settings import DEFAULT_MAX_CONTENT_LENGTH
 from tests.processes import ROOT, resolve_gunicorn_conf
 
@@ -192,3 +195,17 @@ def test_proxy_fix_counts_match_the_headers_nginx_sets(deployment: str) -> None:
     for variable, header in PROXY_FIX.items():
         expected = 1 if header.lower() in set_by_nginx else 0
         assert int(environment.get(variable, "0")) == expected, variable
+
+
+def test_nginx_error_envelope_is_the_apps() -> None:
+    """The body nginx writes for its own errors (nginx/kit/app.conf) is the envelope the app
+    and gunicorn write (chassis/responses.py), key for key, in the same order."""
+    conf = (ROOT / "nginx" / "kit" / "app.conf").read_text()
+    (template,) = re.findall(r"return 200 '(\{.*\})\\n';", conf)
+    filled = (
+        template.replace("$status", "413")
+        .replace("$kit_error_msg", "too large")
+        .replace("$tracking_id", "t-1")
+    )
+    nginx_body = json.loads(filled)
+    assert list(nginx_body.items()) == list(envelope_body(413, "too large", None, "t-1").items())

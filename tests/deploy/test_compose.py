@@ -437,7 +437,7 @@ def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
         "--env",
         f"SECRET_KEY={secrets.token_hex(32)}",
         "--env",
-        "DATABASE_URL=sqlite:////tmp/chassis.db",
+        "DATABASE_URL=sqlite:////tmp/app.db",
         image,
     )
     try:

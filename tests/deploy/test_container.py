@@ -250,7 +250,7 @@ def test_health_check_is_the_kit_command_inside_dockers_timeout() -> None:
         pytest.param(".git/config", False, id="git"),
         pytest.param(".venv/bin/python", False, id="dev-venv"),
         pytest.param(".tools/bin/uv", False, id="tools"),
-        pytest.param("data/chassis.db", False, id="local-database"),
+        pytest.param("data/app.db", False, id="local-database"),
         pytest.param("tests/conftest.py", False, id="tests"),
         pytest.param("README.md", False, id="readme"),
         pytest.param("app/__pycache__/db.cpython-311.pyc", False, id="bytecode"),
@@ -591,7 +591,7 @@ def test_image_command_migrates_serves_as_non_root_and_stops_on_sigterm(
         installed,
         APP_ENV="production",
         SECRET_KEY=secrets.token_hex(20),
-        DATABASE_URL=f"sqlite:///{data_dir / 'chassis.db'}",
+        DATABASE_URL=f"sqlite:///{data_dir / 'app.db'}",
         WEB_CONCURRENCY="2",
         # Loopback only in tests; PORT tells the health check where that is.
         GUNICORN_BIND=f"127.0.0.1:{port}",

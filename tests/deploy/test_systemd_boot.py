@@ -38,7 +38,7 @@ PYTHON = "python3.11"
 
 # Two workers keep a 2-core machine responsive; the SQLite file is in the drop-in's
 # StateDirectory= (tests/images/systemd/sqlite.conf).
-DATABASE_URL = "sqlite:////var/lib/kit/chassis.db"
+DATABASE_URL = "sqlite:////var/lib/kit/app.db"
 WORKERS = 2
 
 # What a refused system call or a dying worker leaves in the journal. SystemCallErrorNumber=

@@ -93,7 +93,7 @@ def eventually(read: Callable[[], list[T]], count: int = 1, timeout: float = 5) 
 def upstream(requires_nginx: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
     """The test app under gunicorn, trusting one proxy hop as every deployment does."""
     workdir = tmp_path_factory.mktemp("upstream")
-    url = f"sqlite:///{workdir / 'chassis.db'}"
+    url = f"sqlite:///{workdir / 'app.db'}"
     migrate(url)
     env = base_env(
         LOG_FORMAT="json",
