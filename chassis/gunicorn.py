@@ -67,13 +67,29 @@ def _or_exit(read: Callable[[], _T]) -> _T:
 def available_cpus() -> int:
     """CPUs this process may use: its affinity, capped by a cgroup (container) CPU quota."""
     cpus = len(os.sched_getaffinity(0))
-    try:  # cgroup v2: "max 100000" (no limit) or "<quota> <period>"
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, int(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """The CPU quota in CPUs (quota / period), or None when unlimited or unreadable.
+
+    cgroup v2 writes "max 100000" or "<quota> <period>" in cpu.max; cgroup v1, still the
+    hierarchy of many Docker hosts, keeps them apart, with -1 for no limit."""
+    try:
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+        return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
-    return max(1, cpus)
+    try:
+        v1 = Path("/sys/fs/cgroup/cpu")
+        quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+        period_us = int((v1 / "cpu.cfs_period_us").read_text())
+        return None if quota_us < 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
 
 
 class StructuredLogger(Logger):  # type: ignore[misc]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask, request, url_for
+from flask.typing import ResponseReturnValue
 
 from chassis.responses import ok
 from tests.conftest import AppFactory, LogReader
@@ -87,7 +88,7 @@ def _proxy_app(make_app: AppFactory, hops: int) -> Flask:
     app = make_app(proxy_fix_x_for=hops, proxy_fix_x_proto=hops, proxy_fix_x_host=hops)
 
     @app.get("/whoami")
-    def whoami() -> object:
+    def whoami() -> ResponseReturnValue:
         return ok(
             {
                 "remote_addr": request.remote_addr,

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask.typing import ResponseReturnValue
 from sqlalchemy import text
+from sqlalchemy.pool import QueuePool
 
 from app.items.models import Item
 from chassis.db import Database
@@ -36,7 +38,7 @@ def test_session_is_removed_after_a_request_even_when_the_view_raised(db_app: Fl
     """A failing view leaves no session behind, and its pending row is never stored."""
 
     @db_app.get("/fail-after-add")
-    def fail_after_add() -> object:
+    def fail_after_add() -> ResponseReturnValue:
         _db(db_app).session().add(Item(name="ghost", created_at=utcnow(), updated_at=utcnow()))
         raise RuntimeError("boom")
 
@@ -62,7 +64,7 @@ def test_database_error_rolls_back_and_answers_500(db_app: Flask, read_logs: Log
     """A failed statement is rolled back, logged with its traceback, and the next request works."""
 
     @db_app.get("/violate")
-    def violate() -> object:
+    def violate() -> ResponseReturnValue:
         session = _db(db_app).session()
         session.execute(
             text(
@@ -210,6 +212,7 @@ def test_forked_child_does_not_reuse_the_parents_pooled_connections(
 ) -> None:
     """After fork, the child starts with an empty pool and the parent's connection still works."""
     engine = _db(make_app(database_url=postgres_url)).engine
+    assert isinstance(engine.pool, QueuePool)
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     assert engine.pool.checkedin() == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask, abort, request
+from flask.testing import FlaskClient
+from flask.typing import ResponseReturnValue
 
 from chassis.responses import ok
 from tests.conftest import LogReader
@@ -17,19 +19,19 @@ def error_app(app: Flask) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 64
 
     @app.post("/echo")
-    def echo() -> object:
+    def echo() -> ResponseReturnValue:
         return ok(request.get_json())
 
     @app.post("/ignore-body")
-    def ignore_body() -> object:
+    def ignore_body() -> ResponseReturnValue:
         return ok()
 
     @app.get("/boom")
-    def boom() -> object:
+    def boom() -> ResponseReturnValue:
         raise RuntimeError('secret "detail"\nsecond line')
 
     @app.get("/teapot")
-    def teapot() -> object:
+    def teapot() -> ResponseReturnValue:
         abort(409, "item 'x' already exists")
 
     return app
@@ -96,7 +98,7 @@ def test_error_is_an_envelope_with_status_and_tracking_id(
     assert {line["tracking_id"] for line in read_logs()} <= {"err-1"}
 
 
-def test_405_keeps_the_allow_header(client: Flask) -> None:
+def test_405_keeps_the_allow_header(client: FlaskClient) -> None:
     """Method Not Allowed lists the methods that are."""
     response = client.delete("/healthz")
     assert response.status_code == 405
@@ -129,7 +131,7 @@ def test_abort_with_a_response_is_passed_through(app: Flask) -> None:
     """abort(response) keeps the response the view built, plus the tracking id."""
 
     @app.get("/custom")
-    def custom() -> object:
+    def custom() -> ResponseReturnValue:
         abort(app.response_class("plain", status=418, mimetype="text/plain"))
 
     response = app.test_client().get("/custom", headers={HEADER: "c-1"})

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from flask import Flask, current_app
 from flask.testing import FlaskClient
+from flask.typing import ResponseReturnValue
 
 from chassis.responses import ok
 from chassis.tracking import NO_TRACKING_ID, tracking_scope
@@ -144,7 +145,7 @@ def test_every_logger_carries_the_request_tracking_id(
     """Flask's, werkzeug's and the app's own loggers all go through the one handler."""
 
     @app.get("/log")
-    def write_logs() -> object:
+    def write_logs() -> ResponseReturnValue:
         current_app.logger.info("from flask")
         logging.getLogger("werkzeug").info("from werkzeug")
         logging.getLogger("some.module").info("from module")

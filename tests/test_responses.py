@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask.typing import ResponseReturnValue
 
 from chassis.responses import created, error, ok
 
@@ -21,19 +22,19 @@ def envelope_app(app: Flask) -> Flask:
     """The app plus one view per envelope helper."""
 
     @app.get("/made")
-    def made() -> object:
+    def made() -> ResponseReturnValue:
         return ok({"n": 1})
 
     @app.post("/made")
-    def make() -> object:
+    def make() -> ResponseReturnValue:
         return created({"id": 7})
 
     @app.get("/refused")
-    def refused() -> object:
+    def refused() -> ResponseReturnValue:
         return error(409, "name is taken")
 
     @app.get("/unavailable")
-    def unavailable() -> object:
+    def unavailable() -> ResponseReturnValue:
         return error(503, "database unavailable", headers={"Retry-After": "5"})
 
     return app
@@ -119,7 +120,7 @@ def test_json_provider_encodes_without_loss(
     """Datetimes keep an offset, dates are ISO, UUIDs and Decimals are exact strings."""
 
     @app.get("/value")
-    def value_view() -> object:
+    def value_view() -> ResponseReturnValue:
         return ok({"value": value})
 
     response = client.get("/value")
@@ -131,7 +132,7 @@ def test_json_provider_writes_non_ascii_unescaped(app: Flask, client: FlaskClien
     """Non-ASCII text such as "café" is sent as UTF-8 bytes, not as a \\u escape."""
 
     @app.get("/name")
-    def name() -> object:
+    def name() -> ResponseReturnValue:
         return ok({"name": "café"})
 
     assert b"caf\xc3\xa9" in client.get("/name").data

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
 
 from chassis.gunicorn import Env, available_cpus
+from tests.processes import ROOT
 
 Read = Callable[[Env], object]
 
 
-def test_available_cpus_is_between_one_and_the_machine_count() -> None:
-    """The usable CPUs are at least one and never more than the machine has."""
-    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+def test_available_cpus_follows_the_cpu_affinity() -> None:
+    """A process pinned to one CPU (taskset, a cpuset) counts one, whatever the machine has.
+
+    (The container CPU quota is checked on a real engine: tests/deploy/test_compose.py.)"""
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from chassis.gunicorn import available_cpus; print(available_cpus())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout == "1\n"
+
+
+def test_available_cpus_is_never_more_than_the_affinity() -> None:
+    """Unpinned, the count is the CPUs this process may run on, at most."""
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ def supervisor_value(key: str) -> str:
     """The value of `key=` in the supervisor program."""
     text = (ROOT / "deploy" / "supervisor" / "kit.conf").read_text()
     (value,) = re.findall(rf"^{key}=(.*)$", text, re.MULTILINE)
-    return value
+    return str(value)
 
 
 def compose_service(name: str) -> dict[str, Any]:

@@ -301,6 +301,19 @@ for path in ["/", "/app", "/app/app", "/app/.venv", "/etc", "/home", "/usr/local
 """
 
 
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [pytest.param("1", "1", id="one-cpu"), pytest.param("0.5", "1", id="half-a-cpu")],
+)
+def test_cpu_count_follows_the_container_cpu_limit(stack: Stack, limit: str, expected: str) -> None:
+    """The CPU count gunicorn sizes its workers by is the container's CPU limit (--cpus, a
+    cgroup quota), never the host's CPUs, rounded down and at least one."""
+    image = docker("inspect", "--format", "{{.Image}}", stack.container("app")).stdout.strip()
+    code = "from chassis.gunicorn import available_cpus; print(available_cpus())"
+    done = docker("run", "--rm", "--cpus", limit, "--entrypoint", "python", image, "-c", code)
+    assert done.stdout.strip() == expected
+
+
 def test_app_can_write_only_to_its_tmpfs(stack: Stack) -> None:
     """Of the places a process might write, only /tmp (and Docker's /dev/shm) accept a file."""
     writable = stack.compose("exec", "-T", "app", "python", "-c", WRITE_PROBE).stdout.split()

@@ -9,6 +9,7 @@ import threading
 import pytest
 from flask import Flask, abort, g
 from flask.testing import FlaskClient
+from flask.typing import ResponseReturnValue
 
 from chassis.responses import ok
 from chassis.tracking import (
@@ -101,7 +102,11 @@ def test_every_response_carries_the_tracking_id(
 
     app.add_url_rule("/echo", "echo", lambda: ok(), methods=["POST"])
     app.add_url_rule("/abort", "abort", lambda: abort(418))
-    app.add_url_rule("/boom", "boom", lambda: 1 / 0)
+
+    def boom() -> ResponseReturnValue:
+        raise ZeroDivisionError
+
+    app.add_url_rule("/boom", "boom", boom)
     app.add_url_rule("/before", "before", lambda: ok())
 
     headers = {HEADER: "given-id", **kwargs.pop("headers", {})}  # type: ignore[dict-item]
@@ -116,7 +121,7 @@ def test_tracking_id_is_in_g_and_in_log_records(app: Flask, read_logs: LogReader
     """Views see the id as flask.g.tracking_id, and their log records carry it."""
 
     @app.get("/work")
-    def work() -> object:
+    def work() -> ResponseReturnValue:
         logging.getLogger("app.work").info("working")
         return ok({"g": g.tracking_id, "ctx": current_tracking_id()})
 

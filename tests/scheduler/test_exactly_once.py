@@ -76,7 +76,7 @@ def scheduling(
     worker_class: str = "sync",
     workers: int = 1,
     enabled: bool = True,
-    **env: str,
+    env: dict[str, str] | None = None,
 ) -> Gunicorn:
     """A gunicorn (not started yet) serving the kit's app with `registry` scheduled in it."""
     log_dir.mkdir()
@@ -88,7 +88,7 @@ def scheduling(
         "SCHEDULER_JOBS": registry,
         "JOB_EVENTS": str(events),
         **({"SCHEDULER_ENABLED": "1"} if enabled else {}),
-        **env,
+        **(env or {}),
     }
     return Gunicorn(log_dir, base_env(**values))
 
@@ -221,8 +221,8 @@ def test_run_of_a_killed_worker_is_taken_over_and_finished_once(
     that time again, once, and every other time still runs exactly once."""
     events = tmp_path / "events.jsonl"
     graceful = {"GUNICORN_GRACEFUL_TIMEOUT": "10"}
-    a = scheduling(tmp_path / "a", pg_url, SLOW, events, worker_class, workers=2, **graceful)
-    b = scheduling(tmp_path / "b", pg_url, SLOW, events, worker_class, workers=1, **graceful)
+    a = scheduling(tmp_path / "a", pg_url, SLOW, events, worker_class, workers=2, env=graceful)
+    b = scheduling(tmp_path / "b", pg_url, SLOW, events, worker_class, workers=1, env=graceful)
     ready_at = start_all(started, a, b)
 
     def started_after_ready() -> Event | None:
@@ -308,7 +308,7 @@ def test_sigterm_lets_a_running_job_finish_and_a_restart_never_reruns_a_time(
     timeout; the restarted server runs no time that already ran."""
     events = tmp_path / "events.jsonl"
     graceful = {"GUNICORN_GRACEFUL_TIMEOUT": "10"}  # a stopping worker waits 10 - 5 s
-    first = scheduling(tmp_path / "first", pg_url, SLOW, events, workers=2, **graceful)
+    first = scheduling(tmp_path / "first", pg_url, SLOW, events, workers=2, env=graceful)
     start_all(started, first)
 
     def unfinished_start(pids: set[int]) -> Event | None:
@@ -328,7 +328,7 @@ def test_sigterm_lets_a_running_job_finish_and_a_restart_never_reruns_a_time(
     assert "handed back" not in first.stdout()
     ran_before_restart = set(runs)
 
-    again = scheduling(tmp_path / "again", pg_url, SLOW, events, workers=2, **graceful)
+    again = scheduling(tmp_path / "again", pg_url, SLOW, events, workers=2, env=graceful)
     start_all(started, again)
     running = wait_for(lambda: unfinished_start(worker_pids(again)), 15, "restarted job")
     assert again.stop(signal.SIGTERM, timeout=15) == 0
