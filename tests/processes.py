@@ -127,6 +127,8 @@ class Gunicorn:
     args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # The checkout it serves (a test may serve a changed copy of this one).
+    cwd: Path = ROOT
 
     def start(self, wait: bool = True, timeout: float = 20) -> Gunicorn:
         """Start the master; with `wait`, return once /healthz answers."""
@@ -137,7 +139,7 @@ class Gunicorn:
             (self.log_dir / "stdout.log").open("wb") as out,
             (self.log_dir / "stderr.log").open("wb") as err,
         ):
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
+            self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=out, stderr=err)
         if wait:
             self.wait_ready(timeout)
         return self
