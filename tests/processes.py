@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, failure: str | Callable[[], str]) -> None:
+    """Poll `check` every 0.2 s until it holds; after `timeout` seconds fail with `failure`
+    (a message, or a function that reads the logs worth showing)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(failure if isinstance(failure, str) else failure())
+        time.sleep(0.2)
 
 
 def base_env(**overrides: str) -> dict[str, str]:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from chassis.responses import envelope_body
 from chassis.settings import DEFAULT_MAX_CONTENT_LENGTH
+from tests.deploy.files import compose_services, yaml_documents
 from tests.processes import ROOT, resolve_gunicorn_conf
 
 NGINX_TEMPLATES = [ROOT / "nginx" / "templates", ROOT / "nginx" / "tls"]
@@ -38,17 +38,12 @@ PROXY_FIX = {
 SECRETS = {"SECRET_KEY": "s" * 40, "DATABASE_URL": "sqlite:///agreement.db"}
 
 
-def yaml_documents(path: Path) -> list[dict[str, Any]]:
-    """Every YAML document in `path`."""
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
 def kubernetes_object(kind: str) -> dict[str, Any]:
     """The one object of `kind` in deploy/kubernetes/."""
     found = [
         doc
         for path in KUBERNETES.glob("*.yaml")
-        for doc in yaml_documents(path)
+        for doc in yaml_documents(path.read_text())
         if doc.get("kind") == kind
     ]
     assert len(found) == 1, f"{len(found)} {kind} objects"
@@ -70,8 +65,7 @@ def supervisor_value(key: str) -> str:
 
 def compose_service(name: str) -> dict[str, Any]:
     """One service of compose.yaml."""
-    service: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"][name]
-    return service
+    return compose_services()[name]
 
 
 def deployment_environments() -> dict[str, dict[str, str]]:

@@ -24,7 +24,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from tests.engine import docker
-from tests.processes import ROOT, base_env, free_port, request
+from tests.processes import ROOT, base_env, free_port, request, wait_until
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -102,15 +102,6 @@ class Stack:
         out = docker("inspect", "--format", "{{json .State}}", self.container(service)).stdout
         state: dict[str, Any] = json.loads(out)
         return state
-
-
-def eventually(check: Callable[[], bool], timeout: float, message: str) -> None:
-    """Poll `check` every 0.2 s until it holds; fail with `message` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.2)
 
 
 def healthy(stack: Stack, service: str) -> Callable[[], bool]:
@@ -370,10 +361,10 @@ def test_stop_lets_slow_requests_finish_and_exits_0(stack: Stack) -> None:
     assert stack.state("app")["ExitCode"] == 0
     assert stopped_after < 45
     stack.compose("start", "app", timeout=60)
-    eventually(healthy(stack, "app"), 60, "app not healthy")
+    wait_until(healthy(stack, "app"), 60, "app not healthy")
     # nginx resolved `app` when it started; the container may have a new address now.
     stack.compose("kill", "--signal", "HUP", "nginx")
-    eventually(lambda: stack.send("GET", "/healthz")[0] == 200, 10, "nginx does not reach app")
+    wait_until(lambda: stack.send("GET", "/healthz")[0] == 200, 10, "nginx does not reach app")
 
 
 def test_database_restart_under_load_never_gives_500(stack: Stack) -> None:
@@ -396,7 +387,7 @@ def test_database_restart_under_load_never_gives_500(stack: Stack) -> None:
     try:
         time.sleep(1)
         stack.compose("restart", "db", timeout=120)
-        eventually(healthy(stack, "db"), 60, "db not healthy")
+        wait_until(healthy(stack, "db"), 60, "db not healthy")
         healthy_at = time.monotonic()
         time.sleep(7)
     finally:
@@ -425,8 +416,8 @@ def test_database_down_gives_503_envelope_then_recovers(stack: Stack) -> None:
     assert [line["logger"] for line in app_lines] == ["chassis.db", "gunicorn.access"]
     assert app_lines[0]["message"].startswith("database unavailable")
     assert app_lines[1]["status"] == 503
-    eventually(healthy(stack, "db"), 60, "db not healthy")
-    eventually(lambda: stack.send("GET", "/api/items")[0] == 200, 5, "no 200 within 5 s")
+    wait_until(healthy(stack, "db"), 60, "db not healthy")
+    wait_until(lambda: stack.send("GET", "/api/items")[0] == 200, 5, "no 200 within 5 s")
 
 
 def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
@@ -460,12 +451,12 @@ def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
                 docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
             )
 
-        eventually(lambda: health() == "healthy", 60, "never healthy")
+        wait_until(lambda: health() == "healthy", 60, "never healthy")
         top = docker("top", name, "-o", "pid,args").stdout.splitlines()[1:]
         gunicorn = [row.split()[0] for row in top if "gunicorn" in row and "tini" not in row]
         assert gunicorn
         subprocess.run(["kill", "-STOP", *gunicorn], check=True)
-        eventually(lambda: health() == "unhealthy", 30, "still healthy with gunicorn stopped")
+        wait_until(lambda: health() == "unhealthy", 30, "still healthy with gunicorn stopped")
     finally:
         docker("rm", "--force", name, check=False)
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from chassis.probe import TIMEOUT_S
 from tests.conftest import require_service
+from tests.deploy.files import compose_services, yaml_file
 from tests.processes import ROOT, base_env, free_port, get
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -123,14 +123,12 @@ def seconds(duration: str) -> float:
 
 def compose() -> dict[str, Any]:
     """compose.yaml as data (anchors resolved)."""
-    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
-    return data
+    return yaml_file(COMPOSE)
 
 
 def services() -> dict[str, dict[str, Any]]:
     """compose.yaml's services by name."""
-    found: dict[str, dict[str, Any]] = compose()["services"]
-    return found
+    return compose_services()
 
 
 def dockerignore_admits(relative: str) -> bool:

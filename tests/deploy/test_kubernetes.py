@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from chassis.health import READINESS_TIMEOUT_S
 from chassis.settings import Settings, SettingsError
 from tests.conftest import require_service
+from tests.deploy.files import yaml_documents, yaml_file
 from tests.processes import ROOT, base_env
 
 BASE = ROOT / "deploy" / "kubernetes"
@@ -39,8 +39,7 @@ def needs_kubectl() -> None:
 
 def load(name: str) -> dict[str, Any]:
     """One manifest of the base, parsed."""
-    document: dict[str, Any] = yaml.safe_load((BASE / name).read_text())
-    return document
+    return yaml_file(BASE / name)
 
 
 def resources() -> list[str]:
@@ -115,7 +114,7 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
         env=base_env(),
     )
     assert done.returncode == 0, done.stderr
-    return [document for document in yaml.safe_load_all(done.stdout) if document]
+    return yaml_documents(done.stdout)
 
 
 @pytest.mark.usefixtures("needs_kubectl")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, base_env, free_port, get
+from tests.processes import ROOT, base_env, free_port, get, wait_until
 
 PROGRAM = ROOT / "deploy" / "supervisor" / "kit.conf"
 SUPERVISORD = ROOT / ".venv" / "bin" / "supervisord"
@@ -120,10 +120,9 @@ class Supervisord:
 
     def wait_state(self, state: str) -> None:
         """Wait until supervisorctl reports the program in `state`."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while state not in self.ctl("status", "kit").stdout:
-            assert time.monotonic() < deadline, self.diagnostics()
-            time.sleep(0.2)
+        wait_until(
+            lambda: state in self.ctl("status", "kit").stdout, START_TIMEOUT, self.diagnostics
+        )
 
 
 def installed_program(data: Path, logs: Path, env_file: Path, user: str | None) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from app.items.views import ItemCreate
+from tests.deploy.files import yaml_file
 from tests.deploy.test_container import dev_tool, run_checked
 from tests.processes import ROOT
 
@@ -32,8 +32,7 @@ PINNED = re.compile(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 
 def load(path: Path) -> dict[str, Any]:
     """A YAML file, parsed."""
-    data: dict[str, Any] = yaml.safe_load(path.read_text())
-    return data
+    return yaml_file(path)
 
 
 def job(name: str) -> dict[str, Any]:
@@ -91,7 +90,8 @@ def test_dependabot_config_matches_dependabot_schema() -> None:
 def test_ci_runs_on_every_push_and_pull_request() -> None:
     """ci.yml runs for pushes to any branch and for pull requests."""
     # PyYAML reads YAML 1.1, where a bare `on` is the boolean true.
-    assert yaml.safe_load(CI.read_text())[True] == {"push": None, "pull_request": None}
+    triggers: Any = load(CI).get(True)  # type: ignore[call-overload]
+    assert triggers == {"push": None, "pull_request": None}
 
 
 @pytest.mark.parametrize("path", EACH_WORKFLOW)
