@@ -14,10 +14,10 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 PYTEST_ARGS ?=
 
-.PHONY: help install migrate revision serve test lint typecheck check bench lock clean
+.PHONY: help install migrate revision serve dev serve-gevent test lint typecheck check bench lock clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -44,6 +44,14 @@ revision: install ## Write a migration from model changes: make revision m="add 
 
 serve: migrate ## Migrate, then serve http://127.0.0.1:8000 (embedded SQLite, no other service)
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py
+
+# APP_ENV=development unless set: for this target (and the migration before it) only.
+dev: export APP_ENV ?= development
+dev: migrate ## Migrate, then serve on loopback, reloading on every change (werkzeug)
+	$(VENV)/bin/python -m chassis.devserver
+
+serve-gevent: migrate ## Migrate, then serve with gevent alone: one process, no gunicorn
+	$(VENV)/bin/python -m chassis.gevent_server
 
 test: install ## Run the whole test suite (PostgreSQL and nginx tests skip if absent)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

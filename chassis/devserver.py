@@ -1,0 +1,117 @@
+"""The development server, `make dev`: werkzeug's server with its reloader, on loopback only.
+
+`python -m chassis.devserver [module:app] [--extra-file PATH ...]` serves the app that
+`gunicorn.conf.py` names (`app.wsgi:app`) with the same settings, logging and JSON envelope
+as `make serve`, on the address `make serve` would use (GUNICORN_BIND, PORT), and restarts
+when a watched file changes: every `.py` file under the project (werkzeug's stat reloader
+walks each non-system `sys.path` entry) and each `--extra-file`.
+
+Why werkzeug's `run_simple(..., use_reloader=True)` and not `flask run`: the address and the
+app come from `gunicorn.conf.py` as for `make serve`, not from `FLASK_RUN_*` variables and
+flags that could bind elsewhere; the debugger is off in code rather than by a flag someone
+may forget; and the address is checked before anything binds.
+
+The interactive debugger is never installed: it runs code for whoever reaches it, and it
+would see nothing anyway, since the app answers every unhandled error with the 500 envelope
+(PROPAGATE_EXCEPTIONS is False) and logs the traceback, as in production. werkzeug's server
+is not meant for a network either, so an address off loopback is refused with one line.
+
+A module that fails to import (a typo mid-edit) does not stop the server: the traceback is
+logged, every request answers the 500 envelope, and saving the fix reloads the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from werkzeug.serving import is_running_from_reloader, run_simple
+from werkzeug.utils import import_string
+
+from chassis.gevent_server import GunicornConf, warn_about_scheduler
+from chassis.log import configure_logging
+from chassis.responses import envelope_body
+from chassis.tracking import TrackingIdMiddleware, current_tracking_id
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger("chassis.devserver")  # not __main__ under -m
+
+LOAD_FAILED = "the app failed to load; the development server's log has the traceback"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is `localhost` or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # any other name could resolve to any address
+        return False
+
+
+def load_app(spec: str, tracking_header: str) -> WSGIApplication:
+    """Import `spec` (module:variable); when that fails, log why and return an app that
+    answers the 500 envelope until a fix is saved and the reloader restarts the process."""
+    try:
+        app: WSGIApplication = import_string(spec)
+    except Exception:
+        log.exception("cannot load %s; save a fix and the server reloads", spec)
+        return TrackingIdMiddleware(load_failed, header=tracking_header)
+    return app
+
+
+def load_failed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Answer any request with the 500 envelope: the app could not be imported."""
+    envelope = envelope_body(500, LOAD_FAILED, None, current_tracking_id())
+    body = (json.dumps(envelope) + "\n").encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response("500 INTERNAL SERVER ERROR", headers)
+    return [body]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve on loopback, restarting on every change, until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m chassis.devserver")
+    parser.add_argument("app", nargs="?", help="module:variable (default: gunicorn.conf.py's)")
+    parser.add_argument(
+        "--extra-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also restart when this file changes (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    conf = GunicornConf.load()
+    if not is_loopback(conf.host):
+        raise SystemExit(
+            "configuration error: GUNICORN_BIND: the development server listens on loopback "
+            f"only: 127.0.0.1, [::1] or localhost (got {conf.host})"
+        )
+    configure_logging(conf.settings)
+    # The first process only holds the socket and restarts the second, which serves. Only
+    # the second imports the app, so a module that fails to import never stops the first.
+    if is_running_from_reloader():
+        app = load_app(args.app or conf.wsgi_app, conf.settings.tracking_id_header)
+    else:
+        warn_about_scheduler(conf.settings)
+        app = load_failed  # never called in this process
+    run_simple(
+        conf.host,
+        conf.port,
+        app,
+        use_reloader=True,
+        use_debugger=False,
+        # A thread per request, as `flask run`: a slow request does not hold up the others.
+        threaded=True,
+        extra_files=args.extra_file,
+    )
+
+
+if __name__ == "__main__":
+    main()

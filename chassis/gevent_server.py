@@ -1,0 +1,281 @@
+"""gevent's own WSGI server, without gunicorn: `python -m chassis.gevent_server [module:app]`.
+
+For an app that must live in one process (state kept in memory between requests) and still
+serve many requests at once. It patches the standard library for gevent before the app is
+imported, makes psycopg2 cooperative (psycogreen), and serves the app `gunicorn.conf.py`
+names (`app.wsgi:app`) or the `module:app` given. It runs `gunicorn.conf.py` from the
+current directory and honours what that resolved, so the same variables mean the same thing
+and have the same defaults as under `make serve`: the bind (`GUNICORN_BIND`, `PORT`;
+loopback by default), `GUNICORN_WORKER_CONNECTIONS` (concurrent connections, and the
+database pool), `GUNICORN_KEEPALIVE` (idle connections are closed after it) and
+`GUNICORN_GRACEFUL_TIMEOUT`: on SIGTERM or SIGINT it stops accepting, lets requests in flight
+finish for up to that long, closes idle connections at once, and exits 0.
+
+Limits, against gunicorn's gevent workers:
+
+- One process on one core: nothing restarts it if it dies (run it under a process manager).
+- No graceful reload: `HUP` is not handled, so deploying means a restart, with a gap.
+- No worker timeout and no recycling (`GUNICORN_TIMEOUT`, `GUNICORN_MAX_REQUESTS`): a request
+  stuck in C code or a CPU loop stalls every other request, and nothing kills it.
+- The access log has the fields of gunicorn's (logger `gevent.access`); requests that pywsgi
+  rejects itself (a malformed request line or headers) get its plain-text 400, not the envelope.
+- Ignored: `WEB_CONCURRENCY`, `GUNICORN_WORKER_CLASS`, `GUNICORN_THREADS`, `GUNICORN_PRELOAD`,
+  `FORWARDED_ALLOW_IPS` (the app's ProxyFix still applies), `GUNICORN_CMD_ARGS`, gunicorn's
+  hooks, and `SCHEDULER_ENABLED` (run `flask scheduler run` beside it).
+
+`import chassis` runs before the patching (Python imports a package before its module), as
+gunicorn's master imports it before its gevent workers patch. It starts no thread and opens
+no socket, and gevent finds no module holding an ssl class it would miss (it would warn; a
+test checks that it does not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import runpy
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent import monkey, pywsgi
+from gevent.event import Event
+from gevent.pool import Pool
+from werkzeug.utils import import_string
+
+from chassis.log import configure_logging
+from chassis.responses import envelope_body
+from chassis.settings import Settings
+from chassis.tracking import ENVIRON_KEY, NO_TRACKING_ID, new_tracking_id
+
+log = logging.getLogger("chassis.gevent_server")  # not __main__ under -m
+access_log = logging.getLogger("gevent.access")
+
+GUNICORN_CONF = "gunicorn.conf.py"
+STOPPED_MID_REQUEST = "the server stopped before the request finished"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GunicornConf:
+    """What `gunicorn.conf.py` resolved that a server other than gunicorn honours."""
+
+    host: str
+    port: int
+    wsgi_app: str
+    worker_connections: int
+    keepalive: int
+    graceful_timeout: int
+    settings: Settings
+
+    @classmethod
+    def load(cls, path: str = GUNICORN_CONF) -> GunicornConf:
+        """Run `path` as gunicorn does; a missing file or a bad value exits with one line."""
+        if not Path(path).is_file():
+            raise SystemExit(f"configuration error: {path}: not found; run from the project root")
+        conf = runpy.run_path(path)
+        host, port = listen_address(conf["bind"][0])
+        return cls(
+            host=host,
+            port=port,
+            wsgi_app=conf["wsgi_app"],
+            worker_connections=conf["worker_connections"],
+            keepalive=conf["keepalive"],
+            graceful_timeout=conf["graceful_timeout"],
+            settings=conf["app_settings"],
+        )
+
+
+def listen_address(bind: str) -> tuple[str, int]:
+    """Split a gunicorn bind, `HOST:PORT` or `[IPV6]:PORT`, into host and port.
+
+    Only TCP: gunicorn's `unix:` and `fd://` binds exit with one line naming GUNICORN_BIND.
+    """
+    host, _, port = bind.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or (":" in host) != bracketed:
+        raise SystemExit(
+            f"configuration error: GUNICORN_BIND: must be HOST:PORT or [IPV6]:PORT (got {bind!r})"
+        )
+    return host, int(port)
+
+
+def warn_about_scheduler(settings: Settings) -> None:
+    """Say that SCHEDULER_ENABLED starts nothing here (only gunicorn's hooks start one)."""
+    if settings.scheduler_enabled:
+        log.warning("SCHEDULER_ENABLED ignored by this server: run `flask scheduler run` beside it")
+
+
+class Handler(pywsgi.WSGIHandler):  # type: ignore[misc]
+    """pywsgi's connection handler with an idle timeout, a count of requests in flight, and
+    gunicorn's access log fields."""
+
+    server: Server
+    body_bytes = 0  # of the current response
+
+    def read_requestline(self) -> str:
+        # A connection that sends nothing (an idle keep-alive, a client that never starts)
+        # is closed after GUNICORN_KEEPALIVE seconds instead of holding a pool slot forever.
+        # An empty request line closes the connection.
+        read = super().read_requestline
+        line: str = gevent.with_timeout(self.server.keepalive, read, timeout_value="")
+        return line
+
+    def handle_one_response(self) -> None:
+        self.body_bytes = 0
+        self.server.in_flight += 1
+        try:
+            super().handle_one_response()
+        finally:
+            self.server.in_flight -= 1
+            if self.server.stopping.is_set():
+                # Answer this request, then close: no new one starts on this connection.
+                self.close_connection = True
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.body_bytes += len(data)  # pywsgi's response_length counts the headers too
+
+    def handle_error(self, kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        # pywsgi answers an error that escapes the app, and a request cut off when the stop's
+        # time is up, in plain text; the kit answers in the envelope, as everywhere else.
+        cut_off = isinstance(error, gevent.GreenletExit)
+        if not cut_off:
+            log.error("error serving %r", self.requestline, exc_info=(kind, error, tb))
+        self.close_connection = True
+        if self.headers_sent:
+            return  # part of the answer is out: closing the connection is all that is left
+        code, msg = (503, STOPPED_MID_REQUEST) if cut_off else (500, "internal server error")
+        tracking_id = (self.environ or {}).get(ENVIRON_KEY) or new_tracking_id()
+        body = (json.dumps(envelope_body(code, msg, None, tracking_id)) + "\n").encode()
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            (self.server.tracking_header, tracking_id),
+        ]
+        with contextlib.suppress(OSError):  # the client may be gone
+            self.start_response(f"{code} {HTTPStatus(code).phrase}", headers)
+            self.write(body)
+
+    def log_request(self) -> None:
+        # The fields of gunicorn's access log (StructuredLogger.access in chassis/gunicorn.py);
+        # a test checks that both lines carry the same keys.
+        environ: dict[str, Any] = self.environ or {}
+        duration_ms = round((self.time_finish - self.time_start) * 1000, 3)
+        fields = {
+            "client": environ.get("REMOTE_ADDR"),
+            "method": environ.get("REQUEST_METHOD"),
+            "path": _text(environ.get("PATH_INFO", "")),
+            "query": _text(environ.get("QUERY_STRING", "")),
+            "status": self.code,
+            "bytes": self.body_bytes,
+            "duration_ms": duration_ms,
+            "user_agent": _text(environ.get("HTTP_USER_AGENT", "")),
+            "referer": _text(environ.get("HTTP_REFERER", "")),
+            "tracking_id": environ.get(ENVIRON_KEY, NO_TRACKING_ID),
+        }
+        access_log.info(
+            "%s %s %s %sms", fields["method"], fields["path"], self.code, duration_ms, extra=fields
+        )
+
+
+def _text(value: str) -> str:
+    # WSGI hands over raw bytes as latin-1 characters; show what the client meant (UTF-8).
+    return value.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+class Server(pywsgi.WSGIServer):  # type: ignore[misc]
+    """pywsgi's server with a bounded, graceful stop."""
+
+    handler_class = Handler
+
+    def __init__(self, conf: GunicornConf, app: Any) -> None:
+        super().__init__(
+            (conf.host, conf.port),
+            app,
+            spawn=Pool(conf.worker_connections),
+            log=None,  # access lines come from Handler.log_request
+            error_log=logging.getLogger("gevent.error"),
+        )
+        self.keepalive = conf.keepalive
+        self.tracking_header = conf.settings.tracking_id_header
+        self.in_flight = 0
+        self.stopping = Event()
+
+    def drain(self, timeout: float) -> int:
+        """Stop accepting, give requests in flight up to `timeout` seconds, then close every
+        connection; return how many requests were still running."""
+        self.stopping.set()
+        self.close()
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        unfinished: int = self.in_flight
+        # What is left waits for a request that must not come (idle keep-alive connections)
+        # or ran out of time, as gunicorn's graceful_timeout cuts off its workers.
+        self.pool.kill(block=True, timeout=1)
+        return unfinished
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then stop gracefully; return the exit status."""
+    # Before the app and the libraries it opens sockets and threads with are imported.
+    monkey.patch_all()
+    # psycopg2 waits for PostgreSQL inside C code, blocking every greenlet; psycogreen's wait
+    # callback yields to the gevent hub instead (as in chassis/gunicorn.py's post_fork).
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+
+    parser = argparse.ArgumentParser(prog="python -m chassis.gevent_server")
+    parser.add_argument("app", nargs="?", help="module:variable (default: gunicorn.conf.py's)")
+    args = parser.parse_args(argv)
+    conf = GunicornConf.load()
+    configure_logging(conf.settings)
+    # Access lines at INFO whatever LOG_LEVEL is, as gunicorn's access log (its own logger) is.
+    access_log.setLevel(logging.INFO)
+    warn_about_scheduler(conf.settings)
+    # As in a gunicorn gevent worker (chassis/gunicorn.py, prepare_worker): every greenlet may
+    # hold one connection, so the pool matches the connections, no overflow, unless set.
+    for name, value in (("DB_POOL_SIZE", conf.worker_connections), ("DB_MAX_OVERFLOW", 0)):
+        if not os.environ.get(name, "").strip():
+            os.environ[name] = str(value)
+
+    server = Server(conf, import_string(args.app or conf.wsgi_app))
+    try:
+        server.start()
+    except OSError as exc:
+        raise SystemExit(f"cannot listen on {conf.host}:{conf.port}: {exc.strerror}") from None
+    stop = Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, stop.set)
+    log.info(
+        "listening on http://%s:%s (gevent, one process, %s connections)",
+        f"[{conf.host}]" if ":" in conf.host else conf.host,
+        conf.port,
+        conf.worker_connections,
+    )
+    stop.wait()
+    log.info("stopping: requests in flight get up to %ss", conf.graceful_timeout)
+    unfinished = server.drain(conf.graceful_timeout)
+    if unfinished:
+        log.warning(
+            "stopped after %ss, cutting off requests still running: %s",
+            conf.graceful_timeout,
+            unfinished,
+        )
+    else:
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
