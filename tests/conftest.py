@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 from app import create_app
 from chassis.db import Database
 from chassis.settings import Settings
+from tests.apps import records
 from tests.engine import build_standins, engine_unavailable_reason
 from tests.postgres import PostgresServer, postgres_unavailable_reason
 from tests.processes import ROOT
@@ -112,6 +113,7 @@ def postgres_url(postgres: PostgresServer) -> str:
     """A migrated PostgreSQL database shared by the session's transactional tests."""
     url = postgres.create_database("kit_test")
     migrate(url)
+    records.create_tables(url)
     return url
 
 
@@ -120,6 +122,7 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated SQLite database file shared by the session's transactional tests."""
     url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kit.db'}"
     migrate(url)
+    records.create_tables(url)
     return url
 
 
@@ -150,6 +153,8 @@ def make_app(log_stream: io.StringIO, tmp_path: Path) -> AppFactory:
         # The app's handler writes to whatever sys.stdout is when it is built.
         with contextlib.redirect_stdout(log_stream):
             app = create_app(Settings(**(values | overrides)))
+        # The chassis's tests need a database resource that is not the service's example.
+        app.register_blueprint(records.bp)
         app.test_client_class = ClosingClient
         return app
 

@@ -21,12 +21,14 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
 
-from app.items.models import Item
 from chassis.db import Database
 from chassis.models import utcnow
+from tests.apps.records import Record, create_tables
 from tests.conftest import AppFactory, LogReader
 from tests.postgres import PostgresServer
 from tests.processes import ROOT, Gunicorn, base_env, request
+
+SLEEPY = "tests.apps.sleepy:app"
 
 
 def _db(app: Flask) -> Database:
@@ -39,13 +41,13 @@ def test_session_is_removed_after_a_request_even_when_the_view_raised(db_app: Fl
 
     @db_app.get("/fail-after-add")
     def fail_after_add() -> ResponseReturnValue:
-        _db(db_app).session().add(Item(name="ghost", created_at=utcnow(), updated_at=utcnow()))
+        _db(db_app).session().add(Record(name="ghost", created_at=utcnow(), updated_at=utcnow()))
         raise RuntimeError("boom")
 
     client = db_app.test_client()
     assert client.get("/fail-after-add").status_code == 500
     assert not _db(db_app).session.registry.has()
-    assert client.get("/api/items").json["data"]["total"] == 0  # type: ignore[index]
+    assert client.get("/test/records").json["data"]["total"] == 0  # type: ignore[index]
 
 
 def test_each_thread_gets_its_own_session(make_app: AppFactory) -> None:
@@ -68,7 +70,7 @@ def test_database_error_rolls_back_and_answers_500(db_app: Flask, read_logs: Log
         session = _db(db_app).session()
         session.execute(
             text(
-                "INSERT INTO items (name, quantity, created_at, updated_at) "
+                "INSERT INTO test_records (name, quantity, created_at, updated_at) "
                 "VALUES ('x', -1, '2026-01-01', '2026-01-01')"
             )
         )
@@ -81,7 +83,7 @@ def test_database_error_rolls_back_and_answers_500(db_app: Flask, read_logs: Log
     assert response.json is not None
     assert response.json["msg"] == "internal server error"
     assert any(line.get("exception") for line in read_logs() if line["tracking_id"] == "db-err")
-    assert client.get("/api/items").status_code == 200
+    assert client.get("/test/records").status_code == 200
 
 
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(make_app: AppFactory) -> None:
@@ -119,14 +121,14 @@ def test_exhausted_pool_answers_503_within_the_pool_timeout(
     client = app.test_client()
     with _db(app).engine.connect():  # holds the only connection
         started = time.monotonic()
-        response = client.get("/api/items")
+        response = client.get("/test/records")
         elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert response.json is not None
     assert response.json["msg"] == "database unavailable, retry shortly"
     assert response.headers["Retry-After"] == "1"
     assert 0.4 < elapsed < 3
-    assert client.get("/api/items").status_code == 200
+    assert client.get("/test/records").status_code == 200
 
 
 @pytest.fixture
@@ -143,9 +145,9 @@ def test_first_request_after_a_postgres_restart_succeeds(
 ) -> None:
     """Pooled connections broken by a restart are replaced on checkout (pool_pre_ping)."""
     client = outage_app.test_client()
-    assert client.get("/api/items").status_code == 200
+    assert client.get("/test/records").status_code == 200
     postgres.restart()
-    assert client.get("/api/items").status_code == 200
+    assert client.get("/test/records").status_code == 200
 
 
 def test_connection_lost_after_the_work_keeps_the_answer_and_the_thread_usable(
@@ -164,7 +166,7 @@ def test_connection_lost_after_the_work_keeps_the_answer_and_the_thread_usable(
     outage_app.add_url_rule("/test/lose", view_func=query_then_lose_the_connection)
     client = outage_app.test_client()
     assert client.get("/test/lose").status_code == 200
-    assert client.get("/api/items").status_code == 200
+    assert client.get("/test/records").status_code == 200
 
 
 def test_postgres_down_gives_503_while_healthz_stays_200(
@@ -175,7 +177,7 @@ def test_postgres_down_gives_503_while_healthz_stays_200(
     assert client.get("/readyz").status_code == 200
     postgres.stop()
     started = time.monotonic()
-    assert client.get("/api/items").status_code == 503
+    assert client.get("/test/records").status_code == 503
     assert client.get("/readyz").status_code == 503
     assert time.monotonic() - started < 4
     assert client.get("/healthz").status_code == 200
@@ -202,7 +204,7 @@ def test_unresponsive_database_gives_503_within_the_timeouts(
     assert client.get("/readyz").status_code == 503
     assert time.monotonic() - started < 2
     started = time.monotonic()
-    assert client.get("/api/items").status_code == 503
+    assert client.get("/test/records").status_code == 503
     assert time.monotonic() - started < 4
     assert client.get("/healthz").status_code == 200
 
@@ -232,31 +234,22 @@ def test_session_scope_commits_removes_and_tags_logs(
     db = _db(make_app(database_url=sqlite_url))
     read_logs()
     with db.session_scope("job-1") as session:
-        session.add(Item(name="scoped", created_at=utcnow(), updated_at=utcnow()))
+        session.add(Record(name="scoped", created_at=utcnow(), updated_at=utcnow()))
         logging.getLogger("job").info("added")
     assert not db.session.registry.has()
 
     def add_then_fail() -> None:
         with db.session_scope() as session:
-            session.add(Item(name="rolled-back", created_at=utcnow(), updated_at=utcnow()))
+            session.add(Record(name="rolled-back", created_at=utcnow(), updated_at=utcnow()))
             raise RuntimeError("fail")
 
     with pytest.raises(RuntimeError, match="fail"):
         add_then_fail()
     with db.session_scope() as session:
-        names = set(session.scalars(text("SELECT name FROM items")))
-        session.execute(text("DELETE FROM items"))
+        names = set(session.scalars(text("SELECT name FROM test_records")))
+        session.execute(text("DELETE FROM test_records"))
     assert names == {"scoped"}
     assert [line["tracking_id"] for line in read_logs() if line["message"] == "added"] == ["job-1"]
-
-
-def test_cli_command_uses_a_session_scope(make_app: AppFactory, sqlite_url: str) -> None:
-    """`flask items count` prints the count through a scoped session."""
-    app = make_app(database_url=sqlite_url)
-    result = app.test_cli_runner().invoke(args=["items", "count"])
-    assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines()[-1] == "0"
-    assert not _db(app).session.registry.has()
 
 
 def test_concurrent_writers_on_sqlite_through_gunicorn_never_see_locked(tmp_path: Path) -> None:
@@ -270,22 +263,23 @@ def test_concurrent_writers_on_sqlite_through_gunicorn_never_see_locked(tmp_path
         capture_output=True,
         timeout=60,
     )
-    server = Gunicorn(tmp_path, {**env, "WEB_CONCURRENCY": "4"}).start()
+    create_tables(env["DATABASE_URL"])
+    server = Gunicorn(tmp_path, {**env, "WEB_CONCURRENCY": "4"}, args=[SLEEPY]).start()
     try:
 
         def work(n: int) -> list[int]:
             statuses = []
             for i in range(15):
                 body = f'{{"quantity": {i}}}'.encode()
-                path = f"/api/items/by-name/shared-{i % 3}"
+                path = f"/test/records/by-name/shared-{i % 3}"
                 statuses.append(request(server.port, "PUT", path, body)[0])
                 body = f'{{"name": "w{n}-{i}"}}'.encode()
-                statuses.append(request(server.port, "POST", "/api/items", body)[0])
+                statuses.append(request(server.port, "POST", "/test/records", body)[0])
             return statuses
 
         with ThreadPoolExecutor(max_workers=12) as pool:
             statuses = [s for batch in pool.map(work, range(12)) for s in batch]
-        total = request(server.port, "GET", "/api/items?limit=1")
+        total = request(server.port, "GET", "/test/records?limit=1")
     finally:
         server.stop()
     assert len(statuses) == 12 * 30

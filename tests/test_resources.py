@@ -106,7 +106,8 @@ def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
     checkout: Path, tmp_path: Path
 ) -> None:
     """Without app/items/, its migration and its line, the service lints, type-checks,
-    migrates (the chassis's job history alone) and serves."""
+    migrates (the chassis's job history alone) and serves, and the chassis's own database,
+    migration and error tests still pass."""
     env = service_env(tmp_path)
     shutil.rmtree(checkout / "app" / "items")
     (checkout / "migrations" / "versions" / "20261121_0001_create_items.py").unlink()
@@ -125,6 +126,18 @@ def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
         assert send(server, "GET", "/api/items")[0] == 404
     finally:
         server.stop()
+    # The chassis's own tests, which use a test-only resource (tests/apps/records.py).
+    chassis_tests = [
+        f"tests/{name}.py"
+        for name in ("test_db", "test_upsert", "test_migrations", "test_app", "test_errors")
+    ]
+    required = {"KIT_REQUIRE_SERVICES": os.environ.get("KIT_REQUIRE_SERVICES", "")}
+    tested = run(
+        checkout, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        f"--basetemp={tmp_path / 'pytest'}", *chassis_tests, **required,
+    ).stdout  # fmt: skip
+    assert re.search(r"\d+ passed", tested), tested
+    assert "skipped" not in tested or not required["KIT_REQUIRE_SERVICES"], tested
     tables = run(
         checkout, "python", "-c",
         "import sqlalchemy as sa, os; e = sa.create_engine(os.environ['DATABASE_URL']); "

@@ -15,9 +15,9 @@ from flask import Flask
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from app.items.models import Item
 from chassis.models import utcnow
 from chassis.upsert import Where, upsert
+from tests.apps.records import Record
 
 # Seeded rows are an hour old, so "unchanged" never depends on two clock readings differing.
 AN_HOUR = dt.timedelta(hours=1)
@@ -56,7 +56,7 @@ def item(
 def seed(session: Session, name: str, quantity: int = 0, note: str | None = None) -> dict[str, Any]:
     """Commit an hour-old item without upsert, forget it in the session, return its row."""
     row = item(name, quantity, note, at=utcnow() - AN_HOUR)
-    obj = Item(**row)
+    obj = Record(**row)
     session.add(obj)
     session.commit()
     session.expunge(obj)
@@ -65,7 +65,7 @@ def seed(session: Session, name: str, quantity: int = 0, note: str | None = None
 
 def stored(session: Session, name: str) -> dict[str, Any]:
     """Return the row named `name` as the database holds it (Core query: no identity map)."""
-    row = session.execute(select(Item.__table__).where(Item.name == name)).one()
+    row = session.execute(select(Record.__table__).where(Record.name == name)).one()
     return dict(row._mapping)
 
 
@@ -73,19 +73,19 @@ def test_do_nothing_inserts_a_new_row(session: Session) -> None:
     """Without `update`, a new key is inserted and returned as an ORM object with its id."""
     new = item("bolt", quantity=3, note="M6")
 
-    [written] = upsert(session, Item, [new], conflict=["name"])
+    [written] = upsert(session, Record, [new], conflict=["name"])
 
-    assert isinstance(written.obj, Item)
+    assert isinstance(written.obj, Record)
     assert written.inserted is True
     assert stored(session, "bolt") == new | {"id": written.obj.id}
 
 
 def test_do_nothing_leaves_an_existing_row_alone(session: Session) -> None:
     """Without `update`, a second upsert of the same key returns nothing and changes nothing."""
-    upsert(session, Item, [item("bolt", 3, "M6", at=utcnow() - AN_HOUR)], conflict=["name"])
+    upsert(session, Record, [item("bolt", 3, "M6", at=utcnow() - AN_HOUR)], conflict=["name"])
     before = stored(session, "bolt")
 
-    result = upsert(session, Item, [item("bolt", 9, "M8")], conflict=["name"])
+    result = upsert(session, Record, [item("bolt", 9, "M8")], conflict=["name"])
 
     assert result == []
     assert stored(session, "bolt") == before
@@ -96,7 +96,7 @@ def test_update_overwrites_only_the_chosen_columns(session: Session) -> None:
     old = seed(session, "bolt", quantity=3, note="M6")
 
     [written] = upsert(
-        session, Item, [item("bolt", 9, "M8")], conflict=["name"], update=["quantity"]
+        session, Record, [item("bolt", 9, "M8")], conflict=["name"], update=["quantity"]
     )
 
     assert written.inserted is False
@@ -117,11 +117,11 @@ def test_update_where_false_leaves_the_row_alone(session: Session, quantity: int
 
     result = upsert(
         session,
-        Item,
+        Record,
         [item("bolt", quantity)],
         conflict=["name"],
         update=["quantity", "updated_at"],
-        where=lambda excluded: Item.quantity < excluded.quantity,
+        where=lambda excluded: Record.quantity < excluded.quantity,
     )
 
     assert result == []
@@ -135,11 +135,11 @@ def test_update_where_true_updates_the_row(session: Session) -> None:
 
     [written] = upsert(
         session,
-        Item,
+        Record,
         [new],
         conflict=["name"],
         update=["quantity", "updated_at"],
-        where=lambda excluded: Item.quantity < excluded.quantity,
+        where=lambda excluded: Record.quantity < excluded.quantity,
     )
 
     assert (written.obj.id, written.inserted) == (old["id"], False)
@@ -151,7 +151,7 @@ def test_returned_row_holds_the_values_in_the_database(session: Session) -> None
     old = seed(session, "bolt", quantity=3, note="M6")
     new = item("bolt", 9, "M8")
 
-    [written] = upsert(session, Item, [new], conflict=["name"], update=["quantity", "updated_at"])
+    [written] = upsert(session, Record, [new], conflict=["name"], update=["quantity", "updated_at"])
 
     assert written.obj.to_dict() == old | {"quantity": 9, "updated_at": new["updated_at"]}
 
@@ -159,10 +159,10 @@ def test_returned_row_holds_the_values_in_the_database(session: Session) -> None
 def test_returned_row_refreshes_the_object_already_in_the_session(session: Session) -> None:
     """An object loaded before the upsert is the one returned, showing the written values."""
     old = seed(session, "bolt", quantity=3)
-    loaded = session.get(Item, old["id"])
+    loaded = session.get(Record, old["id"])
     assert loaded is not None
 
-    [written] = upsert(session, Item, [item("bolt", 9)], conflict=["name"], update=["quantity"])
+    [written] = upsert(session, Record, [item("bolt", 9)], conflict=["name"], update=["quantity"])
 
     assert written.obj is loaded
     assert loaded.quantity == 9
@@ -177,7 +177,7 @@ def test_many_rows_are_written_in_one_insert_statement(
 
     result = upsert(
         session,
-        Item,
+        Record,
         [item("bolt", 9), item("nut", 4), item("washer", 7)],
         conflict=["name"],
         update=["quantity", "updated_at"],
@@ -194,7 +194,7 @@ def test_many_rows_are_written_in_one_insert_statement(
 
 def growing(excluded: Any) -> Any:
     """Update only when the new quantity is bigger than the stored one."""
-    return Item.quantity < excluded.quantity
+    return Record.quantity < excluded.quantity
 
 
 @pytest.mark.parametrize(
@@ -236,7 +236,7 @@ def test_mixed_batch_reports_each_written_row_as_inserted_or_updated(
 
     result = upsert(
         session,
-        Item,
+        Record,
         [item("bolt", 9), item("screw", 1), item("nut", 2)],
         conflict=["name"],
         update=update,
@@ -251,5 +251,5 @@ def test_mixed_batch_reports_each_written_row_as_inserted_or_updated(
 def test_duplicate_conflict_keys_in_one_batch_are_refused(session: Session) -> None:
     """Two rows with the same name in one call raise before the database is touched."""
     with pytest.raises(ValueError, match="share a value of the conflict columns"):
-        upsert(session, Item, [item("bolt", 3), item("bolt", 9)], conflict=["name"])
-    assert session.scalars(select(Item)).all() == []
+        upsert(session, Record, [item("bolt", 3), item("bolt", 9)], conflict=["name"])
+    assert session.scalars(select(Record)).all() == []

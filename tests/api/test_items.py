@@ -14,6 +14,8 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.conftest import AppFactory
+
 HEADER = "X-Tracking-ID"
 
 
@@ -247,3 +249,12 @@ def test_an_incoming_tracking_id_is_echoed_by_the_api(db_client: FlaskClient) ->
     response = db_client.post("/api/items", json={"name": "bolt"}, headers={HEADER: "req-42"})
     unwrap(response, 201, "created")
     assert response.headers[HEADER] == "req-42"
+
+
+def test_cli_command_uses_a_session_scope(make_app: AppFactory, sqlite_url: str) -> None:
+    """`flask items count` prints the count through a scoped session."""
+    app = make_app(database_url=sqlite_url)
+    result = app.test_cli_runner().invoke(args=["items", "count"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == "0"
+    assert not app.extensions["db"].session.registry.has()

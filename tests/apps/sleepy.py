@@ -15,8 +15,10 @@ from sqlalchemy import text
 from app import create_app
 from chassis.db import get_db, get_session
 from chassis.responses import ok
+from tests.apps import records
 
 app = create_app()
+app.register_blueprint(records.bp)
 log = logging.getLogger("tests.sleepy")
 
 

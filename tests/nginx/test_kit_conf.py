@@ -255,7 +255,7 @@ def test_security_headers_and_no_version(proxy: Nginx) -> None:
 
 def test_oversized_body_gets_the_413_envelope(proxy: Nginx, upstream: Gunicorn) -> None:
     """A body over 1 MiB is refused by nginx with the envelope; gunicorn never sees it."""
-    answer = send(proxy.port, "POST", "/api/items", body=b"x" * (ONE_MIB + 1))
+    answer = send(proxy.port, "POST", "/test/records", body=b"x" * (ONE_MIB + 1))
     assert answer.status == 413
     tracking_id = answer.header("X-Tracking-ID")
     assert answer.header("Content-Type") == "application/json"
@@ -275,7 +275,7 @@ def test_body_at_the_app_limit_reaches_the_app(proxy: Nginx, upstream: Gunicorn)
     answer = send(
         proxy.port,
         "POST",
-        "/api/items",
+        "/test/records",
         {"Content-Type": "application/json"},
         body=b"x" * ONE_MIB,
     )

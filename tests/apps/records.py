@@ -1,0 +1,113 @@
+"""A resource that exists only in the tests, for the chassis's own tests of the database layer.
+
+They use it instead of the service's example (`app/items/`), so they pass whatever resources
+the service has, the example removed included (README: "Your own resources"). Its table has
+a metadata of its own: Alembic's autogenerate (tests/test_migrations.py) never sees it, and
+the tests create it themselves with `create_tables`.
+
+    GET  /test/records?limit=           the first rows and the total count
+    POST /test/records                  {"name": ...}: 201, 409 if the name is taken
+    PUT  /test/records/by-name/<name>   {"quantity": n}: 201 created, 200 updated (an upsert)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, Response, abort, request
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import CheckConstraint, Integer, MetaData, String, create_engine, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chassis.db import get_session
+from chassis.models import NAMING_CONVENTION, UTCDateTime, utcnow
+from chassis.responses import created, ok
+from chassis.upsert import upsert
+from chassis.validation import parse_body, parse_int
+
+
+class TestBase(DeclarativeBase):
+    """The tests' own declarative base, apart from the service's migrations."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Record(TestBase):
+    """A named row with a count: the shape every upsert and session test needs."""
+
+    __tablename__ = "test_records"
+    __table_args__ = (
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as the test endpoints show it."""
+        return {column.name: getattr(self, column.name) for column in self.__table__.columns}
+
+
+def create_tables(database_url: str) -> None:
+    """Create the test tables in the database at `database_url` (a migrated one)."""
+    engine = create_engine(database_url)
+    try:
+        TestBase.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+class RecordCreate(BaseModel):
+    """Body of POST /test/records."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+
+class RecordPut(BaseModel):
+    """Body of PUT /test/records/by-name/<name>."""
+
+    model_config = ConfigDict(extra="forbid")
+    quantity: int
+
+
+bp = Blueprint("records", __name__, url_prefix="/test/records")
+
+
+@bp.get("")
+def list_records() -> Response:
+    """The first `limit` rows and the total."""
+    limit = parse_int(request.args.get("limit"), "limit", default=20, minimum=1, maximum=100)
+    session = get_session()
+    rows = session.scalars(select(Record).order_by(Record.id).limit(limit))
+    total = session.scalar(select(func.count()).select_from(Record))
+    return ok({"records": [row.to_dict() for row in rows], "total": total})
+
+
+@bp.post("")
+def create_record() -> Response:
+    """Insert a row; 409 when the name is taken."""
+    body = parse_body(RecordCreate)
+    session = get_session()
+    written = upsert(session, Record, [{"name": body.name}], conflict=["name"])
+    if not written:
+        abort(409, f"a record named {body.name!r} already exists")
+    session.commit()
+    return created(written[0].obj.to_dict())
+
+
+@bp.put("/by-name/<name>")
+def put_record(name: str) -> Response:
+    """Insert the row called `name` or replace its quantity."""
+    body = parse_body(RecordPut)
+    session = get_session()
+    row = {"name": name, "quantity": body.quantity}
+    (written,) = upsert(session, Record, [row], conflict=["name"], update=["quantity"])
+    session.commit()
+    return created(written.obj.to_dict()) if written.inserted else ok(written.obj.to_dict())
