@@ -1,4 +1,5 @@
-"""The kit's scheduled jobs, and the example to copy: declare yours on `jobs` the same way.
+"""The service's scheduled jobs: the chassis's history purge first, then yours, declared on
+`jobs` the same way.
 
 SCHEDULER_ENABLED=true runs them (README: "Scheduled jobs"); SCHEDULER_JOBS points at
 another registry if you keep yours elsewhere.
