@@ -475,6 +475,41 @@ def test_data_survives_down_and_up_but_not_down_volumes(stack: Stack) -> None:
 
 # --- The image itself -------------------------------------------------------------------
 
+# The dev dependencies (pyproject.toml's dev group) whose executables must not ship.
+DEV_TOOLS = ["pytest", "mypy", "ruff", "hadolint", "check-jsonschema", "supervisord", "uv",
+             "actionlint", "shellcheck"]  # fmt: skip
+
+
+def test_image_holds_the_server_and_no_dev_tools(stack: Stack) -> None:
+    """The image's venv has gunicorn and alembic, and none of the dev tools or uv."""
+    image = docker("inspect", "--format", "{{.Image}}", stack.container("app")).stdout.strip()
+    listed = docker("run", "--rm", "--entrypoint", "ls", image, "/app/.venv/bin").stdout.split()
+    assert {"gunicorn", "alembic"} <= set(listed)
+    assert sorted(set(DEV_TOOLS) & set(listed)) == []
+
+
+def test_build_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
+    """What the engine sends to the builder, read back from an image of it: .dockerignore
+    admits the code, the migrations, gunicorn.conf.py, pyproject.toml and uv.lock, and
+    nothing else (no .env, .git, venvs, local databases, tests or bytecode)."""
+    tag = f"kit-context:{secrets.token_hex(4)}"
+    listing = "FROM python:3.11.14-slim-bookworm\nCOPY . /context\n"
+    built = subprocess.run(
+        ["docker", "build", "--quiet", "--tag", tag, "--file", "-", str(ROOT)],
+        input=listing, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    try:
+        found = docker("run", "--rm", tag, "find", "/context", "-type", "f").stdout.split()
+    finally:
+        docker("rmi", "--force", tag, check=False)
+    files = {path.removeprefix("/context/") for path in found}
+    tops = {path.split("/")[0] for path in files}
+    assert tops == {"app", "chassis", "migrations", "gunicorn.conf.py", "pyproject.toml", "uv.lock"}
+    assert [path for path in files if "__pycache__" in path or path.endswith(".pyc")] == []
+    assert "app/static/robots.txt" in files
+
+
 BUILD_FILES = [
     "Dockerfile",
     ".dockerignore",

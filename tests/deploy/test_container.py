@@ -1,28 +1,21 @@
-"""Dockerfile, .dockerignore and compose.yaml: linted, validated against the compose spec, and
-the image's command and health check run for real, outside a container, as a non-root user,
-against the project installed the way the Dockerfile installs it.
+"""Dockerfile and compose.yaml as files: linted (hadolint), validated against the compose
+spec, and their agreed values (pins, ENV, USER, health check, secrets, read-only services)
+checked without an engine, so a mistake shows in a second.
 
-No Docker engine is needed. What these tests know about the image (its ENV, WORKDIR, USER,
-COPY sources, uv command, CMD and HEALTHCHECK) they parse from the Dockerfile, and the
-migration command and stop timeout from compose.yaml, so they cannot drift from the files.
+What the image and the stack do when they run is checked on a real engine, with the real
+build context and entrypoints: tests/deploy/test_compose.py.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
 import secrets
 import shlex
 import shutil
-import signal
-import stat
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +25,7 @@ import pytest
 from chassis.probe import TIMEOUT_S
 from tests.conftest import require_service
 from tests.deploy.files import compose_services, yaml_file
-from tests.processes import ROOT, base_env, free_port, get
+from tests.processes import ROOT, base_env
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
@@ -103,16 +96,6 @@ def uv_command() -> list[str]:
     return [token for token in shlex.split(run) if not token.startswith("--mount=")]
 
 
-def copied_sources() -> list[tuple[str, str]]:
-    """(source, destination) of each runtime COPY from the build context (not --from)."""
-    pairs = []
-    for instruction in RUNTIME:
-        if instruction.keyword == "COPY" and "--from=" not in instruction.args:
-            *sources, destination = shlex.split(instruction.args)
-            pairs += [(source, destination) for source in sources]
-    return pairs
-
-
 def seconds(duration: str) -> float:
     """A Docker/compose duration such as 45s or 1m30s in seconds."""
     units = {"h": 3600, "m": 60, "s": 1}
@@ -129,24 +112,6 @@ def compose() -> dict[str, Any]:
 def services() -> dict[str, dict[str, Any]]:
     """compose.yaml's services by name."""
     return compose_services()
-
-
-def dockerignore_admits(relative: str) -> bool:
-    """Whether .dockerignore lets `relative` (a POSIX path) into the build context.
-
-    Docker's rules: the last matching pattern wins, `!` re-admits, a pattern matching a
-    directory matches everything in it, and `**/` also matches no directory at all.
-    """
-    rules = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
-    parts = relative.split("/")
-    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
-    admitted = True
-    for rule in (r for r in rules if r and not r.startswith("#")):
-        pattern = rule.removeprefix("!")
-        alternatives = {pattern, pattern.removeprefix("**/")}
-        if any(fnmatch.fnmatchcase(p, alt) for p in prefixes for alt in alternatives):
-            admitted = rule.startswith("!")
-    return admitted
 
 
 def run_checked(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -233,41 +198,6 @@ def test_health_check_is_the_kit_command_inside_dockers_timeout() -> None:
     assert command == ["python", "chassis/probe.py"]
     assert seconds(options["timeout"]) > TIMEOUT_S
     assert set(options) >= {"interval", "timeout", "start-period", "retries"}
-
-
-@pytest.mark.parametrize(
-    ("path", "admitted"),
-    [
-        pytest.param("app/__init__.py", True, id="app"),
-        pytest.param("app/static/robots.txt", True, id="static"),
-        pytest.param("migrations/versions/0001.py", True, id="migrations"),
-        pytest.param("gunicorn.conf.py", True, id="gunicorn-conf"),
-        pytest.param("pyproject.toml", True, id="pyproject"),
-        pytest.param("uv.lock", True, id="lock"),
-        pytest.param(".env", False, id="secrets"),
-        pytest.param(".git/config", False, id="git"),
-        pytest.param(".venv/bin/python", False, id="dev-venv"),
-        pytest.param(".tools/bin/uv", False, id="tools"),
-        pytest.param("data/app.db", False, id="local-database"),
-        pytest.param("tests/conftest.py", False, id="tests"),
-        pytest.param("README.md", False, id="readme"),
-        pytest.param("app/__pycache__/db.cpython-311.pyc", False, id="bytecode"),
-    ],
-)
-def test_build_context_admits_only_what_the_image_needs(path: str, admitted: bool) -> None:
-    """.dockerignore is an allow-list: code in, secrets, venvs and caches out."""
-    assert dockerignore_admits(path) is admitted
-
-
-def test_every_copied_source_is_in_the_build_context() -> None:
-    """Each COPY source exists and .dockerignore admits it (else the build fails)."""
-    sources = [source for source, _ in copied_sources()]
-    assert sorted(sources) == sorted(
-        ["app", "chassis", "migrations", "gunicorn.conf.py", "pyproject.toml", "uv.lock"]
-    )
-    for source in sources:
-        assert (ROOT / source).exists(), source
-        assert dockerignore_admits(source), source
 
 
 # --- compose.yaml ---------------------------------------------------------------------
@@ -406,224 +336,3 @@ def test_compose_config_resolves_only_with_both_secrets(
     else:
         assert result.returncode != 0
         assert fails_naming in result.stderr
-
-
-# --- The image's command, run for real --------------------------------------------------
-
-DEV_TOOLS = [
-    "pytest",
-    "mypy",
-    "ruff",
-    "hadolint",
-    "check-jsonschema",
-    "supervisord",
-    "uv",
-    "actionlint",
-    "shellcheck",
-]
-
-
-def open_to_others(path: Path) -> bool:
-    """Whether a user other than the owner may run `path` (and reach it)."""
-    resolved = path.resolve()
-    if not resolved.exists() or resolved.stat().st_mode & stat.S_IXOTH == 0:
-        return False
-    return all(parent.stat().st_mode & stat.S_IXOTH for parent in resolved.parents)
-
-
-def image_python() -> Path:
-    """An interpreter of the image's Python minor version that the image's user can run.
-
-    The interpreter running the tests when it qualifies; otherwise pythonX.Y from the
-    system directories (as root, one under a private home such as /root is out of reach).
-    """
-    base = next(i.args for i in INSTRUCTIONS if i.keyword == "FROM")
-    minor = re.match(r"python:(\d+\.\d+)\.", base)
-    assert minor is not None, base
-    candidates = []
-    if "{}.{}".format(*sys.version_info[:2]) == minor.group(1):
-        candidates.append(Path(getattr(sys, "_base_executable", sys.executable)))
-    for directory in ("/usr/local/bin", "/usr/bin"):
-        candidates.append(Path(directory) / f"python{minor.group(1)}")
-    for candidate in candidates:
-        if candidate.exists() and (os.geteuid() != 0 or open_to_others(candidate)):
-            return candidate
-    pytest.fail(
-        f"no Python {minor.group(1)} that a non-root user can run (tried {candidates}); "
-        f"install python{minor.group(1)} system-wide (Debian: apt-get install python3)"
-    )
-
-
-def find_uv() -> str:
-    """uv on PATH, else the one `make install` bootstraps into .tools/."""
-    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
-    assert Path(uv).exists(), "uv not found on PATH or in .tools/bin: run `make install`"
-    return uv
-
-
-def as_image_user() -> dict[str, Any]:
-    """Popen arguments that run a child as the image's USER when we are root, else as us."""
-    if os.geteuid() != 0:
-        return {}
-    uid, gid = (int(part) for part in last("USER").split(":"))
-    return {"user": uid, "group": gid, "extra_groups": []}
-
-
-def expected_uid() -> int:
-    """The uid the image's processes run as here."""
-    return int(as_image_user().get("user", os.geteuid()))
-
-
-@pytest.fixture(scope="module")
-def installed() -> Iterator[Path]:
-    """The project as the image holds it in WORKDIR: the files the runtime stage COPYs
-    (filtered by .dockerignore) and a venv made by the build stage's uv command, offline
-    from the uv cache `make install` filled. Owned by whoever runs the tests, readable by
-    others and writable by nobody else, like the image's root-owned /app."""
-    top = Path(tempfile.mkdtemp(prefix="kit-image-"))
-    try:
-        top.chmod(0o755)
-        workdir = top / last("WORKDIR").strip("/")
-        workdir.mkdir(mode=0o755)
-        for source, destination in copied_sources():
-            src = ROOT / source
-            target = workdir / destination
-            files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-            for file in files:
-                if not dockerignore_admits(file.relative_to(ROOT).as_posix()):
-                    continue
-                if src.is_dir():  # Docker copies a directory's contents
-                    into = target / file.relative_to(src)
-                else:
-                    into = target / file.name if destination.endswith("/") else target
-                into.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(file, into)
-
-        env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "UV_CACHE_DIR"}}
-        env |= {k: v for k, v in env_of(BUILDER).items() if k.startswith("UV_")}
-        env |= {
-            "UV_PYTHON": str(image_python()),
-            "UV_PROJECT_ENVIRONMENT": str(workdir / ".venv"),
-            # Tests use no network: everything comes from the cache `make install` filled.
-            "UV_OFFLINE": "1",
-        }
-        cmd = [find_uv(), *uv_command()[1:]]
-        result = subprocess.run(
-            cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-        assert result.returncode == 0, f"{shlex.join(cmd)} failed:\n{result.stderr}"
-        # Docker's modes whatever our umask: everyone may read, and run what is executable.
-        for path in [workdir, *workdir.rglob("*")]:
-            if not path.is_symlink():
-                path.chmod(0o755 if path.is_dir() or path.stat().st_mode & stat.S_IXUSR else 0o644)
-        yield workdir
-    finally:
-        shutil.rmtree(top)
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A directory only the image's user may write, for the SQLite database."""
-    path = Path(tempfile.mkdtemp(prefix="kit-data-"))
-    try:
-        path.chmod(0o755)
-        if os.geteuid() == 0:
-            os.chown(path, expected_uid(), int(as_image_user()["group"]))
-        yield path
-    finally:
-        shutil.rmtree(path)
-
-
-def container_env(workdir: Path, **runtime: str) -> dict[str, str]:
-    """The image's ENV with WORKDIR mapped onto `workdir`, plus `runtime` (what `-e` adds)."""
-    env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
-    image_workdir = last("WORKDIR")
-    for key, value in env_of(RUNTIME).items():
-        value = value.replace("${PATH}", env["PATH"]).replace("$PATH", env["PATH"])
-        env[key] = re.sub(rf"(?<![^:]){re.escape(image_workdir)}(?=/|:|$)", str(workdir), value)
-    return env | runtime
-
-
-def run_as_image_user(
-    cmd: list[str], workdir: Path, env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """Run `cmd` the way `docker exec`/HEALTHCHECK would: image user, WORKDIR, env."""
-    return subprocess.run(
-        cmd,
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S + 30,
-        check=False,
-        **as_image_user(),
-    )
-
-
-def uids(pid: int) -> set[int]:
-    """The real and effective uids of `pid` and of its children."""
-    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
-    found = set()
-    for each in pids:
-        status = Path(f"/proc/{each}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        found |= {int(uid) for uid in line.split()[1:3]}
-    return found
-
-
-def test_installed_venv_holds_the_server_and_no_dev_tools(installed: Path) -> None:
-    """The image's venv has gunicorn and alembic, and none of pytest, mypy, ruff or uv."""
-    bin_dir = installed / ".venv" / "bin"
-    assert [tool for tool in ("gunicorn", "alembic") if not (bin_dir / tool).exists()] == []
-    assert [tool for tool in DEV_TOOLS if (bin_dir / tool).exists()] == []
-
-
-def test_image_command_migrates_serves_as_non_root_and_stops_on_sigterm(
-    installed: Path, data_dir: Path, tmp_path: Path
-) -> None:
-    """compose's migration command, then the image's CMD with its ENV as its USER: the
-    HEALTHCHECK passes, /healthz and /readyz answer 200, SIGTERM exits 0 within compose's
-    stop_grace_period, and the HEALTHCHECK fails once the server is down."""
-    port = free_port()
-    env = container_env(
-        installed,
-        APP_ENV="production",
-        SECRET_KEY=secrets.token_hex(20),
-        DATABASE_URL=f"sqlite:///{data_dir / 'app.db'}",
-        WEB_CONCURRENCY="2",
-        # Loopback only in tests; PORT tells the health check where that is.
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        PORT=str(port),
-    )
-    migration = run_as_image_user(services()["migrate"]["command"], installed, env)
-    assert migration.returncode == 0, migration.stderr
-
-    _, check = healthcheck_of()
-    command = json.loads(last("CMD"))
-    stop_timeout = seconds(services()["app"]["stop_grace_period"])
-    with (tmp_path / "stdout.log").open("wb") as out, (tmp_path / "stderr.log").open("wb") as err:
-        server = subprocess.Popen(
-            command, cwd=installed, env=env, stdout=out, stderr=err, **as_image_user()
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while (probe := run_as_image_user(check, installed, env)).returncode != 0:
-            logs = (tmp_path / "stderr.log").read_text(errors="replace")
-            assert server.poll() is None, f"gunicorn exited {server.returncode}:\n{logs}"
-            assert time.monotonic() < deadline, f"never healthy: {probe.stderr}\n{logs}"
-            time.sleep(0.2)
-        assert get(port, "/healthz")[0] == 200
-        assert get(port, "/readyz")[0] == 200
-        assert uids(server.pid) == {expected_uid()}
-        assert expected_uid() != 0
-
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=stop_timeout) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-    down = run_as_image_user(check, installed, env)
-    assert down.returncode == 1
-    assert down.stderr.startswith("unhealthy: GET ")
-    assert down.stderr.count("\n") == 1
