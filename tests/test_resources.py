@@ -107,7 +107,7 @@ def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
 ) -> None:
     """Without app/items/, its migration and its line, the service lints, type-checks,
     migrates (the chassis's job history alone) and serves, and the chassis's own database,
-    migration and error tests still pass."""
+    error, migration and factory tests still pass."""
     env = service_env(tmp_path)
     shutil.rmtree(checkout / "app" / "items")
     (checkout / "migrations" / "versions" / "20261121_0001_create_items.py").unlink()
@@ -128,8 +128,9 @@ def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
         server.stop()
     # The chassis's own tests, which use a test-only resource (tests/apps/records.py).
     chassis_tests = [
-        f"tests/{name}.py"
-        for name in ("test_db", "test_upsert", "test_migrations", "test_app", "test_errors")
+        *(f"tests/chassis/test_{name}.py" for name in ("db", "upsert", "errors", "health")),
+        "tests/test_migrations.py",
+        "tests/test_app.py",
     ]
     required = {"KIT_REQUIRE_SERVICES": os.environ.get("KIT_REQUIRE_SERVICES", "")}
     tested = run(

@@ -79,7 +79,7 @@ def test_successful_run_is_recorded_with_its_tracking_id(app: Flask, read_logs: 
 
     @registry.every("count", seconds=60)
     def count(run: Run) -> None:
-        assert run.session.execute(text("SELECT count(*) FROM items")).scalar_one() == 0
+        assert run.session.execute(text("SELECT count(*) FROM job_runs")).scalar_one() == 1
 
     scheduler = Scheduler(app, registry)
     scheduler.tick()
