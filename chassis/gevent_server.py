@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import runpy
 import signal
 import sys
@@ -51,9 +50,9 @@ from gevent.event import Event
 from gevent.pool import Pool
 from werkzeug.utils import import_string
 
-from chassis.log import configure_logging
+from chassis.log import access_fields, configure_logging
 from chassis.responses import envelope_body
-from chassis.settings import Settings
+from chassis.settings import Settings, default_pool_for_greenlets
 from chassis.tracking import ENVIRON_KEY, NO_TRACKING_ID, new_tracking_id
 
 log = logging.getLogger("chassis.gevent_server")  # not __main__ under -m
@@ -170,26 +169,11 @@ class Handler(pywsgi.WSGIHandler):  # type: ignore[misc]
         # a test checks that both lines carry the same keys.
         environ: dict[str, Any] = self.environ or {}
         duration_ms = round((self.time_finish - self.time_start) * 1000, 3)
-        fields = {
-            "client": environ.get("REMOTE_ADDR"),
-            "method": environ.get("REQUEST_METHOD"),
-            "path": _text(environ.get("PATH_INFO", "")),
-            "query": _text(environ.get("QUERY_STRING", "")),
-            "status": self.code,
-            "bytes": self.body_bytes,
-            "duration_ms": duration_ms,
-            "user_agent": _text(environ.get("HTTP_USER_AGENT", "")),
-            "referer": _text(environ.get("HTTP_REFERER", "")),
-            "tracking_id": environ.get(ENVIRON_KEY, NO_TRACKING_ID),
-        }
+        tracking_id = environ.get(ENVIRON_KEY, NO_TRACKING_ID)
+        fields = access_fields(environ, self.code, self.body_bytes, duration_ms, tracking_id)
         access_log.info(
             "%s %s %s %sms", fields["method"], fields["path"], self.code, duration_ms, extra=fields
         )
-
-
-def _text(value: str) -> str:
-    # WSGI hands over raw bytes as latin-1 characters; show what the client meant (UTF-8).
-    return value.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
 class Server(pywsgi.WSGIServer):  # type: ignore[misc]
@@ -243,11 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     # Access lines at INFO whatever LOG_LEVEL is, as gunicorn's access log (its own logger) is.
     access_log.setLevel(logging.INFO)
     warn_about_scheduler(conf.settings)
-    # As in a gunicorn gevent worker (chassis/gunicorn.py, prepare_worker): every greenlet may
-    # hold one connection, so the pool matches the connections, no overflow, unless set.
-    for name, value in (("DB_POOL_SIZE", conf.worker_connections), ("DB_MAX_OVERFLOW", 0)):
-        if not os.environ.get(name, "").strip():
-            os.environ[name] = str(value)
+    # The same rule as a gunicorn gevent worker's (chassis/gunicorn.py, prepare_worker).
+    default_pool_for_greenlets(conf.worker_connections)
 
     server = Server(conf, import_string(args.app or conf.wsgi_app))
     try:

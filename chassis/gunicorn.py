@@ -20,10 +20,17 @@ from flask import Flask
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
-from chassis.log import TrackingIdFilter, build_formatter
+from chassis.log import TrackingIdFilter, access_fields, build_formatter
 from chassis.responses import envelope_body
 from chassis.scheduler.runner import Scheduler, load_registry
-from chassis.settings import Settings, SettingsError, env_bool, env_choice, env_int
+from chassis.settings import (
+    Settings,
+    SettingsError,
+    default_pool_for_greenlets,
+    env_bool,
+    env_choice,
+    env_int,
+)
 from chassis.tracking import current_tracking_id, new_tracking_id
 
 _Choice = TypeVar("_Choice", bound=str)
@@ -113,18 +120,13 @@ class StructuredLogger(Logger):  # type: ignore[misc]
             return
         status = int(resp.status.split(None, 1)[0]) if resp.status else None
         headers = {name.lower(): value for name, value in resp.headers or ()}
-        fields = {
-            "client": environ.get("REMOTE_ADDR"),
-            "method": environ.get("REQUEST_METHOD"),
-            "path": _text(environ.get("PATH_INFO", "")),
-            "query": _text(environ.get("QUERY_STRING", "")),
-            "status": status,
-            "bytes": getattr(resp, "sent", None),
-            "duration_ms": round(request_time.total_seconds() * 1000, 3),
-            "user_agent": _text(environ.get("HTTP_USER_AGENT", "")),
-            "referer": _text(environ.get("HTTP_REFERER", "")),
-            "tracking_id": headers.get(self.tracking_header, "-"),
-        }
+        fields = access_fields(
+            environ,
+            status,
+            getattr(resp, "sent", None),
+            round(request_time.total_seconds() * 1000, 3),
+            headers.get(self.tracking_header, "-"),
+        )
         self.access_log.info(
             "%s %s %s %sms",
             fields["method"],
@@ -133,11 +135,6 @@ class StructuredLogger(Logger):  # type: ignore[misc]
             fields["duration_ms"],
             extra=fields,
         )
-
-
-def _text(value: str) -> str:
-    # WSGI hands over raw bytes as latin-1 characters; show what the client meant (UTF-8).
-    return value.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
 def use_json_error_pages(tracking_header: str) -> None:
@@ -169,14 +166,7 @@ def prepare_worker(server: Any, worker: Any) -> None:
     """post_fork, in each worker: JSON error pages; under gevent, a cooperative psycopg2."""
     use_json_error_pages(Settings.from_env().tracking_id_header)
     if server.cfg.worker_class_str == "gevent":
-        # Every greenlet may hold one connection: size the pool to the worker's connections,
-        # no overflow, unless set explicitly. The app reads it when the worker loads it.
-        for name, value in (
-            ("DB_POOL_SIZE", server.cfg.worker_connections),
-            ("DB_MAX_OVERFLOW", 0),
-        ):
-            if not os.environ.get(name, "").strip():
-                os.environ[name] = str(value)
+        default_pool_for_greenlets(server.cfg.worker_connections)
         if server.cfg.preload_app:
             server.log.warning("preload_app with gevent: the app was imported before patching")
         # psycopg2 waits for the server inside C code, blocking every greenlet of the

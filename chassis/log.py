@@ -81,3 +81,31 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+
+
+def access_fields(
+    environ: dict[str, Any],
+    status: int | None,
+    sent: int | None,
+    duration_ms: float,
+    tracking_id: str,
+) -> dict[str, Any]:
+    """The fields of one access log line: the same for gunicorn's logger (chassis/gunicorn.py)
+    and the gevent server's (chassis/gevent_server.py), whatever the client sent."""
+    return {
+        "client": environ.get("REMOTE_ADDR"),
+        "method": environ.get("REQUEST_METHOD"),
+        "path": _text(environ.get("PATH_INFO", "")),
+        "query": _text(environ.get("QUERY_STRING", "")),
+        "status": status,
+        "bytes": sent,
+        "duration_ms": duration_ms,
+        "user_agent": _text(environ.get("HTTP_USER_AGENT", "")),
+        "referer": _text(environ.get("HTTP_REFERER", "")),
+        "tracking_id": tracking_id,
+    }
+
+
+def _text(value: str) -> str:
+    # WSGI hands over raw bytes as latin-1 characters; show what the client meant (UTF-8).
+    return value.encode("latin-1", "replace").decode("utf-8", "replace")

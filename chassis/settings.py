@@ -253,3 +253,14 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in _FALSE:
         return False
     raise SettingsError(name, f"must be one of 1, true, yes, on, 0, false, no, off (got {raw!r})")
+
+
+def default_pool_for_greenlets(connections: int) -> None:
+    """Under gevent every greenlet may hold one connection: unless DB_POOL_SIZE or
+    DB_MAX_OVERFLOW is set, size the pool to the concurrent connections, with no overflow.
+
+    Set in the environment because the app reads its settings after this runs (a gunicorn
+    worker's post_fork, the gevent server's start)."""
+    for name, value in (("DB_POOL_SIZE", connections), ("DB_MAX_OVERFLOW", 0)):
+        if not os.environ.get(name, "").strip():
+            os.environ[name] = str(value)
