@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 PYTEST_ARGS ?=
 
-.PHONY: help install migrate revision serve dev serve-gevent test lint typecheck check bench lock clean
+.PHONY: help install migrate revision serve dev serve-gevent test lint typecheck check bench lock settings-docs rename clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,13 @@ check: lint typecheck test ## Everything CI runs after provisioning services
 
 bench: install ## Throughput benchmark on 127.0.0.1 (needs wrk; PostgreSQL for the database rows)
 	$(VENV)/bin/python bench/run.py
+
+settings-docs: install ## Rewrite .env.example and the README's table from chassis/settings.py
+	$(VENV)/bin/python -c 'from chassis.settings import write_docs; write_docs()'
+
+rename: ## Rename the service everywhere: make rename name=orders-api
+	@test -n "$(name)" || { echo 'usage: make rename name=orders-api'; exit 2; }
+	$(PYTHON) template/rename.py "$(name)"
 
 lock: | $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock

@@ -1,26 +1,22 @@
 """gunicorn configuration: `gunicorn -c gunicorn.conf.py` serves `app.wsgi:app`.
 
 Plain assignments grouped like gunicorn's settings reference
-(https://docs.gunicorn.org/en/stable/settings.html), each read from the environment with
-its default and reason beside it. A bad value stops the master with one line naming the
-variable. `GUNICORN_CMD_ARGS` and command-line flags still override anything here.
-
-Environment read here: GUNICORN_WORKER_CLASS, WEB_CONCURRENCY, GUNICORN_THREADS,
-GUNICORN_WORKER_CONNECTIONS, GUNICORN_BIND, PORT, GUNICORN_TIMEOUT,
-GUNICORN_GRACEFUL_TIMEOUT, GUNICORN_KEEPALIVE, GUNICORN_MAX_REQUESTS,
-GUNICORN_MAX_REQUESTS_JITTER, GUNICORN_PRELOAD, FORWARDED_ALLOW_IPS, and the app's own
-settings (validated here, before any worker forks).
+(https://docs.gunicorn.org/en/stable/settings.html). Each variable is declared once, with its
+type, default and reason, in chassis/settings.py (`ServerSettings`); this file says how
+gunicorn uses it. A bad value stops the master with one line naming the variable.
+`GUNICORN_CMD_ARGS` and command-line flags still override anything here.
 """
 
 import os
 from typing import Any
 
 from chassis import gunicorn as server
+from chassis.settings import ServerSettings, current_settings
 
-env = server.Env(os.environ)
-# Validate the app's settings in the master: a bad value fails once, in one line, instead
-# of every worker crashing in a loop.
-app_settings = env.settings()
+env = server.read_or_exit(ServerSettings.from_env)
+# Validate the app's settings in the master, once: a bad value fails in one line instead of
+# every worker crashing in a loop, and the workers inherit what was read here.
+app_settings = server.read_or_exit(current_settings)
 
 # --- Server mechanics ------------------------------------------------------------------
 # The WSGI application to serve (module:variable).
@@ -30,7 +26,7 @@ wsgi_app = "app.wsgi:app"
 # a slow disk can stall the heartbeat and get healthy workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 
-# gunicorn 25+ opens a control socket under $HOME by default; the kit manages the server
+# gunicorn 25+ opens a control socket under $HOME by default; the chassis manages the server
 # with signals (as Docker, systemd and Kubernetes do), and a read-only container has no
 # writable $HOME, so it stays off.
 control_socket_disable = True
@@ -38,19 +34,19 @@ control_socket_disable = True
 # --- Server socket ---------------------------------------------------------------------
 # Loopback by default, so a development server is never exposed by accident; the image
 # sets GUNICORN_BIND=0.0.0.0:8000. PORT alone changes the port (platforms set it).
-bind = [env.text("GUNICORN_BIND", "") or f"127.0.0.1:{env.integer('PORT', 8000, minimum=1)}"]
+bind = [env.bind]
 
 # --- Worker processes ------------------------------------------------------------------
 # sync: one request per process, the safe default. gevent: many concurrent requests per
 # process for I/O-bound work (requires cooperative libraries; psycopg2 is made cooperative
 # in post_fork). gthread: a thread pool per process. GUNICORN_WORKER_CLASS.
-worker_class = env.choice("GUNICORN_WORKER_CLASS", ("sync", "gevent", "gthread"), "sync")
+worker_class = env.gunicorn_worker_class
 
 # Off by default. Under gevent it is always off: preloading imports the app (and psycopg2,
 # ssl, threading) in the master, before gevent patches each worker; the refusal is logged
 # when the server is ready. GUNICORN_PRELOAD. Choose the worker class with
 # GUNICORN_WORKER_CLASS, not GUNICORN_CMD_ARGS: this file cannot see the latter.
-preload_requested = env.flag("GUNICORN_PRELOAD", False)
+preload_requested = env.gunicorn_preload
 preload_refused = preload_requested and worker_class == "gevent"
 preload_app = preload_requested and not preload_refused
 
@@ -58,44 +54,43 @@ preload_app = preload_requested and not preload_refused
 # 2 x CPUs + 1 for sync (gunicorn's advice), CPUs + 1 for gthread, one per CPU for gevent
 # (concurrency comes from greenlets). WEB_CONCURRENCY, the name platforms already set.
 cpus = server.available_cpus()
-workers = env.integer(
-    "WEB_CONCURRENCY", {"sync": 2 * cpus + 1, "gthread": cpus + 1, "gevent": cpus}[worker_class], 1
-)
+per_class = {"sync": 2 * cpus + 1, "gthread": cpus + 1, "gevent": cpus}
+workers = env.web_concurrency or per_class[worker_class]
 
 # Threads per gthread worker (ignored by sync and gevent). GUNICORN_THREADS.
-threads = env.integer("GUNICORN_THREADS", 4 if worker_class == "gthread" else 1, minimum=1)
+threads = env.gunicorn_threads or (4 if worker_class == "gthread" else 1)
 
 # Concurrent requests per gevent worker. 50, not gunicorn's 1000: each in-flight request may
 # hold a database connection. Under gevent each worker's pool defaults to this size with no
 # overflow (post_fork, chassis/gunicorn.py), so no greenlet waits for a connection; mind
 # PostgreSQL's max_connections: workers x this x replicas. GUNICORN_WORKER_CONNECTIONS.
-worker_connections = env.integer("GUNICORN_WORKER_CONNECTIONS", 50, minimum=1)
+worker_connections = env.gunicorn_worker_connections
 
 # Seconds a worker may spend on one request (sync) or stay silent (async) before the master
 # kills and replaces it. Must exceed DB_STATEMENT_TIMEOUT_MS and DB_POOL_TIMEOUT, so the app
 # answers a slow database itself. GUNICORN_TIMEOUT.
-timeout = env.integer("GUNICORN_TIMEOUT", 30, minimum=1)
+timeout = env.gunicorn_timeout
 
 # Seconds in-flight requests get to finish after SIGTERM before workers are killed. Every
 # stop timeout around it (Docker, systemd, supervisor, Kubernetes) must be longer; a test
 # checks. GUNICORN_GRACEFUL_TIMEOUT.
-graceful_timeout = env.integer("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
+graceful_timeout = env.gunicorn_graceful_timeout
 
 # Seconds an idle keep-alive connection stays open (gevent and gthread). Longer than nginx's
 # upstream keepalive_timeout (60 s, nginx/), so nginx never reuses a connection gunicorn is
 # closing. GUNICORN_KEEPALIVE.
-keepalive = env.integer("GUNICORN_KEEPALIVE", 75, minimum=1)
+keepalive = env.gunicorn_keepalive
 
 # Restart a worker after this many requests, to bound slow memory leaks; 0 (off) by default
 # because a leak should be found, not hidden. Jitter staggers restarts so workers never
 # recycle together. GUNICORN_MAX_REQUESTS, GUNICORN_MAX_REQUESTS_JITTER.
-max_requests = env.integer("GUNICORN_MAX_REQUESTS", 0)
-max_requests_jitter = env.integer("GUNICORN_MAX_REQUESTS_JITTER", 0)
+max_requests = env.gunicorn_max_requests
+max_requests_jitter = env.gunicorn_max_requests_jitter
 
 # --- Security --------------------------------------------------------------------------
 # Peers whose X-Forwarded-Proto gunicorn itself trusts (the app's ProxyFix decides the rest).
 # Loopback only by default: a proxy on the same host. FORWARDED_ALLOW_IPS.
-forwarded_allow_ips = env.text("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+forwarded_allow_ips = env.forwarded_allow_ips
 
 # --- Logging ---------------------------------------------------------------------------
 # Access log on stdout and error log on stderr, where containers and journald collect them;

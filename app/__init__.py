@@ -11,12 +11,12 @@ from flask import Flask
 
 from app import items
 from chassis import build_app
-from chassis.settings import Settings
+from chassis.settings import Settings, current_settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the service from `settings` (default: read from the environment)."""
-    app = build_app(__name__, settings or Settings.from_env())
+    """Build the service from `settings` (default: this process's, read once)."""
+    app = build_app(__name__, settings or current_settings())
     # The service's resources, one line each.
     app.register_blueprint(items.bp)
     return app

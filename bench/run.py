@@ -131,7 +131,8 @@ def main() -> None:
             finally:
                 server.stop()
         results += pair
-        ratios.append(f"kit/bare {worker_class}: {pair[1].rps / pair[0].rps:.0%} (target >= 90%)")
+        ratio = pair[1].rps / pair[0].rps
+        ratios.append(f"kit/bare {worker_class}: {ratio:.0%} (target >= 90%)")
 
     reason = postgres_unavailable_reason() if args.rows != "healthz" else "not asked for"
     if reason:

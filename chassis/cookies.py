@@ -1,7 +1,7 @@
 """Flask's signed-cookie sessions, at no cost to requests that send no cookie.
 
 Flask opens the session on every request, building an itsdangerous serializer and parsing
-cookies even for API calls that never send one: about a tenth of the kit's per-request time
+cookies even for API calls that never send one: about a tenth of the chassis's per-request time
 in `bench/run.py`. This interface answers those requests with an empty session at once and
 behaves exactly like Flask's for every request that carries a cookie.
 """

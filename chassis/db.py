@@ -43,7 +43,7 @@ SQLITE_BUSY_TIMEOUT_S = 10.0
 
 
 def build_engine(settings: Settings) -> Engine:
-    """Create the engine for `settings.database_url` with the kit's pool and timeouts."""
+    """Create the engine for `settings.database_url` with the chassis's pool and timeouts."""
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":

@@ -52,7 +52,7 @@ from werkzeug.utils import import_string
 
 from chassis.log import access_fields, configure_logging
 from chassis.responses import envelope_body
-from chassis.settings import Settings, default_pool_for_greenlets
+from chassis.settings import Settings, current_settings, use_settings
 from chassis.tracking import ENVIRON_KEY, NO_TRACKING_ID, new_tracking_id
 
 log = logging.getLogger("chassis.gevent_server")  # not __main__ under -m
@@ -88,7 +88,7 @@ class GunicornConf:
             worker_connections=conf["worker_connections"],
             keepalive=conf["keepalive"],
             graceful_timeout=conf["graceful_timeout"],
-            settings=conf["app_settings"],
+            settings=current_settings(),  # read once, by gunicorn.conf.py
         )
 
 
@@ -145,7 +145,7 @@ class Handler(pywsgi.WSGIHandler):  # type: ignore[misc]
 
     def handle_error(self, kind: type[BaseException], error: BaseException, tb: Any) -> None:
         # pywsgi answers an error that escapes the app, and a request cut off when the stop's
-        # time is up, in plain text; the kit answers in the envelope, as everywhere else.
+        # time is up, in plain text; the chassis answers in the envelope, as everywhere else.
         cut_off = isinstance(error, gevent.GreenletExit)
         if not cut_off:
             log.error("error serving %r", self.requestline, exc_info=(kind, error, tb))
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     access_log.setLevel(logging.INFO)
     warn_about_scheduler(conf.settings)
     # The same rule as a gunicorn gevent worker's (chassis/gunicorn.py, prepare_worker).
-    default_pool_for_greenlets(conf.worker_connections)
+    use_settings(conf.settings.for_greenlets(conf.worker_connections))
 
     server = Server(conf, import_string(args.app or conf.wsgi_app))
     try:

@@ -1,4 +1,4 @@
-"""gunicorn integration used by `gunicorn.conf.py`: environment reading, CPU count, the
+"""gunicorn integration used by `gunicorn.conf.py`: reading settings, the CPU count, the
 logger class (JSON access and error logs) and the server hooks, the scheduler's included.
 
 Kept out of `gunicorn.conf.py` so that file stays plain assignments, and so this code is
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,48 +23,14 @@ from gunicorn.glogging import Logger
 from chassis.log import TrackingIdFilter, access_fields, build_formatter
 from chassis.responses import envelope_body
 from chassis.scheduler.runner import Scheduler, load_registry
-from chassis.settings import (
-    Settings,
-    SettingsError,
-    default_pool_for_greenlets,
-    env_bool,
-    env_choice,
-    env_int,
-)
+from chassis.settings import Settings, SettingsError, current_settings, use_settings
 from chassis.tracking import current_tracking_id, new_tracking_id
 
-_Choice = TypeVar("_Choice", bound=str)
 _T = TypeVar("_T")
 
 
-class Env:
-    """Read server settings from `environ`; a bad value exits with one line naming it."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-
-    def integer(self, name: str, default: int, minimum: int = 0) -> int:
-        """A whole number of at least `minimum`."""
-        return _or_exit(lambda: env_int(self.environ, name, default, minimum=minimum))
-
-    def flag(self, name: str, default: bool) -> bool:
-        """A strict boolean."""
-        return _or_exit(lambda: env_bool(self.environ, name, default))
-
-    def choice(self, name: str, choices: tuple[_Choice, ...], default: _Choice) -> _Choice:
-        """One of `choices`."""
-        return _or_exit(lambda: env_choice(self.environ, name, choices, default))
-
-    def text(self, name: str, default: str) -> str:
-        """A string; empty means the default."""
-        return self.environ.get(name, "").strip() or default
-
-    def settings(self) -> Settings:
-        """The application's settings, validated before any worker forks."""
-        return _or_exit(lambda: Settings.from_env(self.environ))
-
-
-def _or_exit(read: Callable[[], _T]) -> _T:
+def read_or_exit(read: Callable[[], _T]) -> _T:
+    """Run `read`; a bad setting exits with `configuration error: NAME: ...`, no traceback."""
     try:
         return read()
     except SettingsError as exc:
@@ -108,7 +74,7 @@ class StructuredLogger(Logger):  # type: ignore[misc]
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        settings = Settings.from_env()
+        settings = current_settings()
         self.tracking_header = settings.tracking_id_header.lower()
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
@@ -164,9 +130,11 @@ def use_json_error_pages(tracking_header: str) -> None:
 
 def prepare_worker(server: Any, worker: Any) -> None:
     """post_fork, in each worker: JSON error pages; under gevent, a cooperative psycopg2."""
-    use_json_error_pages(Settings.from_env().tracking_id_header)
+    settings = current_settings()  # the master's, inherited through fork
+    use_json_error_pages(settings.tracking_id_header)
     if server.cfg.worker_class_str == "gevent":
-        default_pool_for_greenlets(server.cfg.worker_connections)
+        # Before the app is loaded, which builds its pool from this process's settings.
+        use_settings(settings.for_greenlets(server.cfg.worker_connections))
         if server.cfg.preload_app:
             server.log.warning("preload_app with gevent: the app was imported before patching")
         # psycopg2 waits for the server inside C code, blocking every greenlet of the
@@ -239,7 +207,7 @@ def start_scheduler(worker: Any) -> None:
     app = worker.wsgi
     settings = app.extensions.get("settings") if isinstance(app, Flask) else None
     if not isinstance(settings, Settings):
-        if Settings.from_env().scheduler_enabled:
+        if current_settings().scheduler_enabled:
             worker.log.warning("SCHEDULER_ENABLED ignored: %r is not a chassis app", app)
         return
     if settings.scheduler_enabled:

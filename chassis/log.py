@@ -40,7 +40,7 @@ class TrackingIdFilter(logging.Filter):
 
 
 class JsonLineFormatter(JsonFormatter):
-    """Format a record as one JSON object on one line, with the kit's field names."""
+    """Format a record as one JSON object on one line, with the chassis's field names."""
 
     def __init__(self) -> None:
         # ensure_ascii off: non-ASCII stays readable; json.dumps still escapes newlines
@@ -71,7 +71,7 @@ def build_formatter(log_format: str) -> logging.Formatter:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Install the kit's single stdout handler on the root logger (idempotent)."""
+    """Install the chassis's single stdout handler on the root logger (idempotent)."""
     handler = logging.StreamHandler(sys.stdout)
     handler.name = HANDLER_NAME
     handler.setFormatter(build_formatter(settings.log_format))

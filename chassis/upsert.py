@@ -13,7 +13,7 @@ Both dialects' `insert()` share the on-conflict API
 (https://docs.sqlalchemy.org/en/20/orm/queryguide/dml.html#orm-upsert-statements), so only
 telling inserts from updates differs: PostgreSQL reports it per row (`xmax = 0` on a freshly
 inserted row); on SQLite the conflicting keys are read first, in the same transaction,
-which the kit starts with BEGIN IMMEDIATE (chassis/db.py), so no other writer can interleave.
+which the chassis starts with BEGIN IMMEDIATE (chassis/db.py), so no other writer can interleave.
 """
 
 from __future__ import annotations

@@ -3,10 +3,9 @@
 Run by `alembic upgrade heads` (make migrate) and `alembic revision --autogenerate`. On
 PostgreSQL every run holds an advisory lock, so replicas that start their migration step at
 the same moment run one after another: the first applies the schema, the others find it
-current and exit 0. On SQLite the kit's BEGIN IMMEDIATE serialises them the same way.
+current and exit 0. On SQLite the chassis's BEGIN IMMEDIATE serialises them the same way.
 """
 
-import dataclasses
 from typing import Any
 
 from alembic import context
@@ -18,7 +17,7 @@ import chassis.scheduler.models  # noqa: F401  the chassis's own tables
 from chassis.db import build_engine
 from chassis.log import configure_logging
 from chassis.models import Base, UTCDateTime
-from chassis.settings import Settings, SettingsError
+from chassis.settings import Settings, SettingsError, current_settings
 
 # Any fixed 64-bit number, the same in every replica: the key of the migration lock.
 MIGRATION_LOCK_ID = 7_331_001
@@ -30,7 +29,7 @@ def load_settings() -> Settings:
     if isinstance(given, Settings):
         return given
     try:
-        settings = Settings.from_env()
+        settings = current_settings()
     except SettingsError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     configure_logging(settings)
@@ -55,7 +54,7 @@ def run_migrations_offline(settings: Settings) -> None:
 def run_migrations_online(settings: Settings) -> None:
     """Apply the migrations to the database, holding the migration lock on PostgreSQL."""
     # No statement timeout here: a migration may legitimately rewrite a large table.
-    engine = build_engine(dataclasses.replace(settings, db_statement_timeout_ms=0))
+    engine = build_engine(settings.model_copy(update={"db_statement_timeout_ms": 0}))
     try:
         with engine.connect() as connection:
             postgres = connection.dialect.name == "postgresql"

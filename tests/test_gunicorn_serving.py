@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import pytest
 
+from tests.apps.sleepy import POOL_VARIABLES
 from tests.processes import Gunicorn, base_env, get
 
 SLEEPY = "tests.apps.sleepy:app"
@@ -346,13 +347,15 @@ def test_gevent_worker_pool_matches_worker_connections(
     env: dict[str, str],
     expected: dict[str, int],
 ) -> None:
-    """Each gevent worker's pool holds one connection per possible concurrent request."""
+    """Each gevent worker's pool holds one connection per possible concurrent request,
+    decided from the settings the master read (never written back to the environment)."""
     server = serve(
         tmp_path, env.pop("GUNICORN_WORKER_CLASS", "gevent"), DATABASE_URL=postgres_url, **env
     )
     started.append(server)
     body = json.loads(get(server.port, "/test/pool")[2])
-    assert body["data"] == expected
+    environ = {name: env.get(name) for name in POOL_VARIABLES}
+    assert body["data"] == {**expected, "settings_read_once": True, "environ": environ}
 
 
 def test_preload_under_gevent_is_refused_with_a_logged_reason(

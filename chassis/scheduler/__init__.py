@@ -1,6 +1,6 @@
 """Scheduled jobs that run once per scheduled time across every worker and replica.
 
-Declare jobs on a `Registry` (app/jobs.py holds the kit's own); a `Scheduler` in each
+Declare jobs on a `Registry` (app/jobs.py holds the service's own); a `Scheduler` in each
 gunicorn worker (or one `flask scheduler run` process) computes the due times, and the
 database decides who runs each one: the unique (job, scheduled_at) row in `job_runs` is
 inserted by exactly one process, which holds a lease on it while the job runs. README:

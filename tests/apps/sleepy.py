@@ -7,19 +7,24 @@ The shipped app has no such endpoints; tests serve this one with
 from __future__ import annotations
 
 import logging
+import os
 import time
 
-from flask import Response, request
-from sqlalchemy import text
+from flask import Response, current_app, request
+from sqlalchemy import QueuePool, text
 
 from app import create_app
 from chassis.db import get_db, get_session
 from chassis.responses import ok
+from chassis.settings import current_settings
 from tests.apps import records
 
 app = create_app()
 app.register_blueprint(records.bp)
 log = logging.getLogger("tests.sleepy")
+
+# What a gevent worker's pool size comes from, when set.
+POOL_VARIABLES = ("DB_POOL_SIZE", "DB_MAX_OVERFLOW")
 
 
 @app.get("/test/sleep")
@@ -48,9 +53,18 @@ def log_line() -> Response:
 
 @app.get("/test/pool")
 def pool() -> Response:
-    """Report this worker's connection pool size and overflow."""
+    """Report this worker's connection pool size and overflow, whether the app was built from
+    the process's one set of settings, and the pool variables as the environment has them."""
     engine_pool = get_db().engine.pool
-    return ok({"size": engine_pool.size(), "overflow": engine_pool._max_overflow})  # type: ignore[attr-defined]
+    assert isinstance(engine_pool, QueuePool)
+    return ok(
+        {
+            "size": engine_pool.size(),
+            "overflow": engine_pool._max_overflow,
+            "settings_read_once": current_app.extensions["settings"] is current_settings(),
+            "environ": {name: os.environ.get(name) for name in POOL_VARIABLES},
+        }
+    )
 
 
 @app.get("/test/whoami")

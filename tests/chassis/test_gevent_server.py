@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 
 from chassis.gevent_server import STOPPED_MID_REQUEST, listen_address
+from tests.apps import records
 from tests.processes import (
     PROBE,
     ROOT,
@@ -155,11 +156,10 @@ def test_healthz_answers_the_envelope_with_the_tracking_id(
     assert "MonkeyPatchWarning" not in server.output()
 
 
-def test_an_item_is_stored_and_read_back(
-    tmp_path: Path, serve: Callable[..., GeventServer]
-) -> None:
-    """POST /api/items then GET it, on a SQLite file migrated as `make migrate` does."""
-    database_url = f"sqlite:///{tmp_path / 'items.db'}"
+def test_a_row_is_stored_and_read_back(tmp_path: Path, serve: Callable[..., GeventServer]) -> None:
+    """POST a record then list it, on a SQLite file migrated as `make migrate` does (plus the
+    tests' own table, tests/apps/records.py)."""
+    database_url = f"sqlite:///{tmp_path / 'records.db'}"
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "heads"],
         cwd=ROOT,
@@ -168,14 +168,17 @@ def test_an_item_is_stored_and_read_back(
         capture_output=True,
         timeout=60,
     )
-    server = serve(DATABASE_URL=database_url)
-    status, _, body = request(server.port, "POST", "/api/items", json.dumps({"name": "x"}).encode())
+    records.create_tables(database_url)
+    server = serve(SLEEPY, DATABASE_URL=database_url)
+    status, _, body = request(
+        server.port, "POST", "/test/records", json.dumps({"name": "x"}).encode()
+    )
     assert status == 201
-    item = json.loads(body)["data"]
-    status, _, body = get(server.port, f"/api/items/{item['id']}")
+    record = json.loads(body)["data"]
+    status, _, body = get(server.port, "/test/records")
     assert status == 200
-    assert json.loads(body)["data"] == item
-    assert item["name"] == "x"
+    assert json.loads(body)["data"] == {"records": [record], "total": 1}
+    assert record["name"] == "x"
 
 
 def test_slow_requests_overlap_in_one_process(serve: Callable[..., GeventServer]) -> None:
@@ -194,7 +197,13 @@ def test_postgres_waits_overlap_with_a_pool_sized_to_the_connections(
     """psycogreen makes psycopg2 yield: 20 waits of 0.5 s in PostgreSQL take under 2 s, on
     a pool of GUNICORN_WORKER_CONNECTIONS connections with no overflow, as under gunicorn."""
     server = serve(SLEEPY, DATABASE_URL=postgres_url, GUNICORN_WORKER_CONNECTIONS="20")
-    assert json.loads(get(server.port, "/test/pool")[2])["data"] == {"size": 20, "overflow": 0}
+    pool = json.loads(get(server.port, "/test/pool")[2])["data"]
+    assert pool == {
+        "size": 20,
+        "overflow": 0,
+        "settings_read_once": True,
+        "environ": {"DB_POOL_SIZE": None, "DB_MAX_OVERFLOW": None},
+    }
     begun = time.monotonic()
     statuses = in_parallel(20, lambda _: get(server.port, "/test/pg-sleep?s=0.5")[0])
     elapsed = time.monotonic() - begun

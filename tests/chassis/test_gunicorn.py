@@ -1,18 +1,16 @@
-"""`chassis/gunicorn.py`: the CPU count gunicorn's defaults come from, and environment readers."""
+"""`chassis/gunicorn.py`: the CPU count gunicorn's defaults come from, and how a bad server
+setting stops the master."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pytest
 
-from chassis.gunicorn import Env, available_cpus
+from chassis.gunicorn import read_or_exit
+from chassis.settings import ServerSettings, Settings
 from tests.processes import ROOT
-
-Read = Callable[[Env], object]
 
 
 def test_available_cpus_follows_the_cpu_affinity() -> None:
@@ -29,108 +27,87 @@ def test_available_cpus_follows_the_cpu_affinity() -> None:
     assert done.stdout == "1\n"
 
 
-def test_available_cpus_is_never_more_than_the_affinity() -> None:
-    """Unpinned, the count is the CPUs this process may run on, at most."""
-    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
-
-
 @pytest.mark.parametrize(
     "environ",
     [
         pytest.param({}, id="missing"),
-        pytest.param({"NAME": ""}, id="empty"),
-        pytest.param({"NAME": "   "}, id="blank"),
+        pytest.param({"GUNICORN_TIMEOUT": "", "GUNICORN_PRELOAD": ""}, id="empty"),
+        pytest.param({"GUNICORN_TIMEOUT": "   ", "GUNICORN_WORKER_CLASS": " "}, id="blank"),
     ],
 )
-@pytest.mark.parametrize(
-    ("read", "default"),
-    [
-        pytest.param(lambda env: env.integer("NAME", 7, minimum=1), 7, id="integer"),
-        pytest.param(lambda env: env.flag("NAME", True), True, id="flag"),
-        pytest.param(lambda env: env.choice("NAME", ("a", "b"), "b"), "b", id="choice"),
-        pytest.param(lambda env: env.text("NAME", "fallback"), "fallback", id="text"),
-    ],
-)
-def test_missing_or_empty_value_gives_the_default(
-    environ: dict[str, str], read: Read, default: object
-) -> None:
-    """An unset, empty or blank variable means the reader's default."""
-    assert read(Env(environ)) == default
+def test_missing_or_empty_value_gives_the_default(environ: dict[str, str]) -> None:
+    """An unset, empty or blank variable means the declared default."""
+    server = ServerSettings.from_env(environ)
+    assert (server.gunicorn_timeout, server.gunicorn_preload) == (30, False)
+    assert (server.gunicorn_worker_class, server.bind) == ("sync", "127.0.0.1:8000")
 
 
 @pytest.mark.parametrize(
-    ("read", "raw", "expected"),
+    ("name", "raw", "expected"),
     [
-        pytest.param(lambda env: env.integer("NAME", 7, minimum=1), " 12 ", 12, id="integer"),
-        pytest.param(lambda env: env.integer("NAME", 7), "0", 0, id="integer-at-minimum"),
-        pytest.param(lambda env: env.flag("NAME", False), "Yes", True, id="flag-true"),
-        pytest.param(lambda env: env.flag("NAME", True), "off", False, id="flag-false"),
-        pytest.param(lambda env: env.choice("NAME", ("a", "b"), "b"), " A ", "a", id="choice"),
+        pytest.param("GUNICORN_TIMEOUT", " 12 ", 12, id="integer"),
+        pytest.param("GUNICORN_MAX_REQUESTS", "0", 0, id="integer-at-minimum"),
+        pytest.param("GUNICORN_PRELOAD", "Yes", True, id="flag-true"),
+        pytest.param("GUNICORN_PRELOAD", "off", False, id="flag-false"),
+        pytest.param("GUNICORN_WORKER_CLASS", " GEvent ", "gevent", id="choice"),
+        pytest.param("GUNICORN_BIND", "  0.0.0.0:8000\n", "0.0.0.0:8000", id="text-stripped"),
     ],
 )
-def test_good_value_is_parsed(read: Read, raw: str, expected: object) -> None:
+def test_good_value_is_parsed(name: str, raw: str, expected: object) -> None:
     """A valid value is read, with surrounding space and letter case ignored."""
-    assert read(Env({"NAME": raw})) == expected
+    assert getattr(ServerSettings.from_env({name: raw}), name.lower()) == expected
 
 
 @pytest.mark.parametrize(
-    ("read", "raw", "message"),
+    ("name", "raw", "message"),
     [
         pytest.param(
-            lambda env: env.integer("NAME", 7, minimum=1),
-            "0",
-            "configuration error: NAME: must be at least 1 (got 0)",
-            id="integer-below-minimum",
+            "GUNICORN_TIMEOUT", "0", "GUNICORN_TIMEOUT: must be at least 1 (got '0')", id="zero"
         ),
         pytest.param(
-            lambda env: env.integer("NAME", 7),
+            "GUNICORN_MAX_REQUESTS",
             "-1",
-            "configuration error: NAME: must be at least 0 (got -1)",
+            "GUNICORN_MAX_REQUESTS: must be at least 0 (got '-1')",
             id="integer-negative",
         ),
         pytest.param(
-            lambda env: env.integer("NAME", 7),
+            "WEB_CONCURRENCY",
             "many",
-            "configuration error: NAME: must be a whole number (got 'many')",
+            "WEB_CONCURRENCY: must be a whole number (got 'many')",
             id="integer-not-a-number",
         ),
         pytest.param(
-            lambda env: env.integer("NAME", 7),
+            "GUNICORN_KEEPALIVE",
             "1.5",
-            "configuration error: NAME: must be a whole number (got '1.5')",
+            "GUNICORN_KEEPALIVE: must be a whole number (got '1.5')",
             id="integer-fraction",
         ),
+        pytest.param("PORT", "70000", "PORT: must be at most 65535 (got '70000')", id="port"),
         pytest.param(
-            lambda env: env.flag("NAME", False),
+            "GUNICORN_PRELOAD",
             "maybe",
-            "configuration error: NAME: must be one of 1, true, yes, on, 0, false, no, off "
-            "(got 'maybe')",
+            "GUNICORN_PRELOAD: must be one of 1, true, yes, on, 0, false, no, off (got 'maybe')",
             id="bad-flag",
         ),
         pytest.param(
-            lambda env: env.choice("NAME", ("sync", "gevent"), "sync"),
+            "GUNICORN_WORKER_CLASS",
             "eventlet",
-            "configuration error: NAME: must be one of sync, gevent (got 'eventlet')",
+            "GUNICORN_WORKER_CLASS: must be one of sync, gevent, gthread (got 'eventlet')",
             id="bad-choice",
         ),
     ],
 )
-def test_bad_value_exits_naming_the_variable(read: Read, raw: str, message: str) -> None:
-    """A bad value raises SystemExit whose one-line message names the variable."""
+def test_bad_value_exits_naming_the_variable(name: str, raw: str, message: str) -> None:
+    """read_or_exit turns a bad value into SystemExit with one line naming the variable."""
     with pytest.raises(SystemExit) as excinfo:
-        read(Env({"NAME": raw}))
-    assert excinfo.value.code == message
+        read_or_exit(lambda: ServerSettings.from_env({name: raw}))
+    assert excinfo.value.code == f"configuration error: {message}"
 
 
-def test_text_strips_surrounding_space() -> None:
-    """Env.text returns the value without leading or trailing whitespace."""
-    assert Env({"NAME": "  0.0.0.0:8000\n"}).text("NAME", "127.0.0.1:8000") == "0.0.0.0:8000"
-
-
-def test_settings_errors_exit_naming_the_variable() -> None:
-    """Env.settings turns an invalid application setting into a SystemExit naming it."""
+def test_application_settings_errors_exit_naming_the_variable() -> None:
+    """The app's settings go through the same reader and the same one-line exit."""
     with pytest.raises(SystemExit) as excinfo:
-        Env({"LOG_FORMAT": "xml"}).settings()
+        read_or_exit(lambda: Settings.from_env({"LOG_FORMAT": "xml"}))
     assert excinfo.value.code == (
         "configuration error: LOG_FORMAT: must be one of json, text (got 'xml')"
     )

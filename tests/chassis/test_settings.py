@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
+import re
 
 import pytest
+from pydantic import ValidationError
 
-from chassis.settings import DEVELOPMENT_SECRET_KEY, Settings, SettingsError
+from chassis.settings import (
+    DEVELOPMENT_SECRET_KEY,
+    ENV_EXAMPLE,
+    README,
+    ServerSettings,
+    Settings,
+    SettingsError,
+    documented,
+)
+from tests.processes import ROOT
 
 # 64 hex digits, the shape `secrets.token_hex(32)` produces.
 GOOD_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -64,7 +74,9 @@ def test_log_format_defaults_to_json_outside_development(environ: dict[str, str]
         pytest.param({"MAX_CONTENT_LENGTH": "0"}, "MAX_CONTENT_LENGTH", id="zero-body-limit"),
         pytest.param({"MAX_CONTENT_LENGTH": "abc"}, "MAX_CONTENT_LENGTH", id="word-body-limit"),
         pytest.param({"TRACKING_ID_HEADER": "X Bad"}, "TRACKING_ID_HEADER", id="header-space"),
-        pytest.param({"TRACKING_ID_HEADER": "X-Id\r\n"}, "TRACKING_ID_HEADER", id="header-crlf"),
+        pytest.param(
+            {"TRACKING_ID_HEADER": "X-Id\r\nX-Evil: 1"}, "TRACKING_ID_HEADER", id="header-crlf"
+        ),
         pytest.param({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL", id="mysql-url"),
         pytest.param({"DATABASE_URL": "not a url"}, "DATABASE_URL", id="not-a-url"),
         pytest.param({"DATABASE_URL": "sqlite:///:memory:"}, "DATABASE_URL", id="sqlite-memory"),
@@ -143,8 +155,8 @@ def test_app_env_is_case_insensitive() -> None:
 def test_settings_are_frozen() -> None:
     """Settings cannot be changed after boot."""
     settings = Settings()
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.app_env = "production"  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.app_env = "production"
 
 
 def test_direct_construction_is_validated_too() -> None:
@@ -183,3 +195,49 @@ def test_scheduler_is_off_unless_enabled() -> None:
     assert settings.scheduler_history_days == 30
     enabled = Settings.from_env({"SCHEDULER_ENABLED": "true", "SCHEDULER_JOBS": "my.jobs:jobs"})
     assert (enabled.scheduler_enabled, enabled.scheduler_jobs) == (True, "my.jobs:jobs")
+
+
+def test_env_example_and_readme_are_written_from_the_declarations() -> None:
+    """`.env.example` and the README's table are what `make settings-docs` writes now: a
+    setting added, removed or changed without rewriting them fails here."""
+    env_example = (ROOT / ENV_EXAMPLE).read_text()
+    readme = (ROOT / README).read_text()
+    assert documented(env_example, readme) == (env_example, readme), "run `make settings-docs`"
+
+
+def test_every_value_in_env_example_is_accepted_and_is_the_default() -> None:
+    """Each `# NAME=value` of the declared settings, uncommented, reads back as the default."""
+    for declared in (Settings, ServerSettings):
+        names = dict(declared.variables())
+        lines = re.findall(r"^# ([A-Z_]+)=(.*)$", (ROOT / ENV_EXAMPLE).read_text(), re.M)
+        listed = {name: value for name, value in lines if name in names}
+        assert list(listed) == list(names)
+        for name, value in listed.items():
+            read = getattr(declared.from_env({name: value}), name.lower())
+            assert read == getattr(declared.from_env({}), name.lower()), name
+
+
+def test_from_env_never_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a mapping, only the mapping counts; direct construction reads nothing."""
+    monkeypatch.setenv("LOG_LEVEL", "ERROR")
+    assert Settings.from_env({}).log_level == "INFO"
+    assert Settings().log_level == "INFO"
+    assert Settings.from_env().log_level == "ERROR"
+
+
+def test_for_greenlets_sizes_the_pool_unless_it_was_set() -> None:
+    """Under gevent the pool is the worker's connections with no overflow, unless either
+    variable was given; the process environment is left alone."""
+    assert Settings.from_env({}).for_greenlets(20).db_pool_size == 20
+    assert Settings.from_env({}).for_greenlets(20).db_max_overflow == 0
+    kept = Settings.from_env({"DB_MAX_OVERFLOW": "3"}).for_greenlets(20)
+    assert (kept.db_pool_size, kept.db_max_overflow) == (20, 3)
+    kept = Settings.from_env({"DB_POOL_SIZE": "7"}).for_greenlets(20)
+    assert (kept.db_pool_size, kept.db_max_overflow) == (7, 0)
+
+
+def test_secrets_stay_out_of_the_repr() -> None:
+    """A logged or printed Settings never shows the secret key or the database password."""
+    settings = Settings.from_env({**PRODUCTION, "DATABASE_URL": "postgresql://app:hunter2@db/app"})
+    assert GOOD_KEY not in repr(settings)
+    assert "hunter2" not in repr(settings)

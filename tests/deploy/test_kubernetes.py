@@ -8,7 +8,6 @@ kubernetes-validate checks against the JSON schemas it ships (no cluster, no net
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from chassis.health import READINESS_TIMEOUT_S
-from chassis.settings import Settings, SettingsError
+from chassis.settings import ServerSettings, Settings, SettingsError
 from tests.conftest import require_service
 from tests.deploy.files import yaml_documents, yaml_file
 from tests.processes import ROOT, base_env
@@ -49,11 +48,10 @@ def resources() -> list[str]:
 
 
 def gunicorn_default(name: str) -> int:
-    """A default from gunicorn.conf.py, e.g. GUNICORN_GRACEFUL_TIMEOUT's 30."""
-    text = (ROOT / "gunicorn.conf.py").read_text()
-    match = re.search(rf'env\.integer\("{name}", (\d+)', text)
-    assert match is not None, f"{name} not found in gunicorn.conf.py"
-    return int(match.group(1))
+    """A server setting's declared default, e.g. GUNICORN_GRACEFUL_TIMEOUT's 30."""
+    default = ServerSettings.model_fields[name.lower()].default
+    assert isinstance(default, int), f"{name} has no whole-number default"
+    return default
 
 
 def pod_spec(name: str) -> dict[str, Any]:

@@ -1,0 +1,40 @@
+"""A copy of this repository to change and check as a user would: rename it, delete the
+example, add a resource, make a project from it with copier."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.processes import ROOT, base_env
+
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def copy_repository(destination: Path) -> Path:
+    """Copy the repository's files (tracked and new, not ignored) to `destination`, with a
+    link to this .venv, so the copy runs with the same installed packages."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    (destination / ".venv").symlink_to(ROOT / ".venv")
+    return destination
+
+
+def run(cwd: Path, *cmd: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` in `cwd` with this .venv first on PATH; fail with its output."""
+    path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = subprocess.run(
+        cmd, cwd=cwd, env=base_env(PATH=path, **env), capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}{done.stderr}"
+    return done

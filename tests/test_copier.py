@@ -1,0 +1,129 @@
+"""copier makes a project from this repository and updates it (copier.yml): a project made
+from an older commit, changed by its owner, takes HEAD's changes with a three-way merge and
+then passes its tests.
+
+The template is a clone of this repository's committed history: what `copier update` would
+fetch from the template's remote. Uncommitted changes here are not part of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from template.rename import current_name, project_files, rewrite, word
+from tests.checkout import run
+from tests.processes import ROOT
+
+NAME = "orders-api"
+OLD, PROJECT = current_name(ROOT)
+USER_LINE = "# The owner's own line: an update must keep it.\n"
+# Quick tests that exercise the service, its settings and its deploy files in the project.
+PROJECT_TESTS = [
+    "tests/app",
+    "tests/chassis/test_settings.py",
+    "tests/chassis/test_errors.py",
+    "tests/test_app.py",
+    "tests/deploy/test_agreement.py",
+    "tests/deploy/test_kubernetes.py",
+]
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in `cwd` as a throwaway identity; return its output."""
+    identity = ["-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    return run(cwd, "git", *identity, *args).stdout.strip()
+
+
+def copier(cwd: Path, *args: str) -> str:
+    """Run copier without questions (--defaults) and with its tasks (--trust)."""
+    return run(cwd, "copier", *args, "--trust", "--defaults", timeout=600).stderr
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of this repository's history, as a template remote would serve it."""
+    clone = tmp_path_factory.mktemp("copier") / "template"
+    run(ROOT, "git", "clone", "--quiet", "--no-local", str(ROOT), str(clone))
+    return clone
+
+
+@pytest.fixture(scope="module")
+def older(template: Path) -> str:
+    """The first commit with copier.yml: the oldest version a project can be made from."""
+    commits = git(template, "log", "--reverse", "--format=%H", "--", "copier.yml").split()
+    assert commits, "no commit has copier.yml (a shallow clone? fetch the whole history)"
+    assert commits[0] != git(template, "rev-parse", "HEAD"), "no later commit to update to"
+    return commits[0]
+
+
+def answers(project: Path) -> dict[str, str]:
+    """The project's .copier-answers.yml."""
+    loaded: dict[str, str] = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def made(template: Path, older: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project made from `older` and committed, as its owner would."""
+    project = tmp_path_factory.mktemp("copier") / NAME
+    copier(ROOT, "copy", "--vcs-ref", older, "--data", f"name={NAME}", str(template), str(project))
+    assert answers(project) == {"_commit": older, "_src_path": str(template), "name": NAME}
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "made with copier")
+    return project
+
+
+@pytest.fixture(scope="module")
+def updated(made: Path) -> Path:
+    """The project, changed by its owner, then updated to the template's HEAD."""
+    with (made / "app" / "jobs.py").open("a") as jobs:
+        jobs.write(USER_LINE)
+    git(made, "commit", "--quiet", "--all", "--message", "the owner's change")
+    copier(made, "update", "--vcs-ref", "HEAD")
+    return made
+
+
+def test_a_new_project_is_renamed(made: Path) -> None:
+    """`copier copy` applied the name it asked for (given here) and left copier.yml out."""
+    assert (made / "deploy" / "systemd" / f"{NAME}.service").is_file()
+    assert not (made / "copier.yml").exists()
+
+
+def test_an_older_project_updates_to_head_keeping_its_owners_change(
+    updated: Path, template: Path
+) -> None:
+    """`copier update` to HEAD: the owner's change stays, every file the template changed
+    since is HEAD's (renamed), nothing conflicts, and the old name is nowhere."""
+    project = updated
+    assert answers(project)["_commit"] == git(template, "rev-parse", "HEAD")
+    status = git(project, "status", "--porcelain").splitlines()
+    assert not [line for line in status if line.endswith(".rej")], status
+    conflicted = [
+        str(path) for path in project_files(project)
+        if b"<<<<<<< " in (project / path).read_bytes()
+    ]  # fmt: skip
+    assert conflicted == []
+    assert (project / "app" / "jobs.py").read_text().endswith(USER_LINE)
+    for name in ("chassis/settings.py", "gunicorn.conf.py", "README.md", "Makefile"):
+        shipped = run(template, "git", "show", f"HEAD:{name}").stdout
+        target = Path(rewrite(name, OLD, NAME, PROJECT))
+        assert (project / target).read_text() == rewrite(shipped, OLD, NAME, PROJECT), name
+    left = [
+        str(path) for path in project_files(project)
+        if path.name != "CHANGELOG.md"
+        and word(OLD).search(f"{path}\n{(project / path).read_text(errors='replace')}")
+    ]  # fmt: skip
+    assert left == []
+
+
+def test_the_updated_project_passes_its_tests(updated: Path) -> None:
+    """The updated project's own tests pass, run with this repository's packages."""
+    (updated / ".venv").symlink_to(ROOT / ".venv")
+    done = run(updated, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+               *PROJECT_TESTS, timeout=600)  # fmt: skip
+    summary = done.stdout.strip().splitlines()[-1]
+    assert " passed" in summary, done.stdout
+    assert "failed" not in summary, done.stdout
