@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.processes import ROOT, base_env
@@ -29,11 +30,13 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-def run(cwd: Path, *cmd: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `cmd` in `cwd` with this .venv first on PATH; fail with its output."""
+def run(
+    cwd: Path, *cmd: str, timeout: float = 300, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` in `cwd` with this .venv first on PATH and `env` set; fail with its output."""
     path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     done = subprocess.run(
-        cmd, cwd=cwd, env=base_env(PATH=path, **env), capture_output=True, text=True,
+        cmd, cwd=cwd, env=base_env(PATH=path, **(env or {})), capture_output=True, text=True,
         timeout=timeout, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}{done.stderr}"

@@ -1,5 +1,7 @@
-"""Fixtures shared by the whole suite: the app, its client, captured JSON log lines, and
-migrated databases (SQLite always; PostgreSQL when its server binaries are installed).
+"""Fixtures shared by the whole suite: the app, its client, captured JSON log lines,
+migrated databases (SQLite always; PostgreSQL when its server binaries are installed), and
+the deployments that take minutes to start, once per session: compose.yaml's stack and a
+host booting the systemd unit.
 
 Tests that need PostgreSQL, nginx or a Docker engine skip with a message saying what to
 install, unless KIT_REQUIRE_SERVICES=1 (CI sets it), which turns the skip into a failure.
@@ -27,6 +29,8 @@ from app import create_app
 from chassis.db import Database
 from chassis.settings import Settings
 from tests.apps import records
+from tests.deploy.compose_stack import Stack, running_stack
+from tests.deploy.systemd_host import Host, booted_host
 from tests.engine import build_standins, engine_unavailable_reason
 from tests.postgres import PostgresServer, postgres_unavailable_reason
 from tests.processes import ROOT
@@ -87,6 +91,22 @@ def engine() -> None:
         require_service(reason)
     if os.environ.get("KIT_STANDIN_IMAGES") == "1":
         build_standins()
+
+
+@pytest.fixture(scope="session")
+def stack(engine: None) -> Iterator[Stack]:
+    """compose.yaml's whole stack, up and healthy, for the kit's compose tests and the
+    example's alike; removed with its volumes when the session ends."""
+    with running_stack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def systemd_host(engine: None) -> Iterator[Host]:
+    """A container booting systemd, with kit.service installed by its header's steps,
+    enabled and started, for the kit's unit tests and the example's alike."""
+    with booted_host() as host:
+        yield host
 
 
 def migrate(database_url: str) -> None:

@@ -96,7 +96,7 @@ def test_the_renamed_copy_passes_the_tests_where_the_name_matters(copy: Path) ->
     required = os.environ.get(f"{OLD.upper().replace('-', '_')}_REQUIRE_SERVICES", "")
     done = run(
         copy, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *NAMED_TESTS,
-        timeout=900, **{renamed("KIT_REQUIRE_SERVICES"): required},
+        timeout=900, env={renamed("KIT_REQUIRE_SERVICES"): required},
     )  # fmt: skip
     summary = done.stdout.strip().splitlines()[-1]
     assert " passed" in summary, done.stdout
@@ -128,7 +128,7 @@ def test_the_renamed_compose_file_is_accepted_by_docker_compose(copy: Path) -> N
         pytest.skip("docker compose is not installed")
     config = run(
         copy, "docker", "compose", "config", "--format", "json",
-        POSTGRES_PASSWORD="x" * 16, SECRET_KEY="y" * 64,
+        env={"POSTGRES_PASSWORD": "x" * 16, "SECRET_KEY": "y" * 64},
     ).stdout  # fmt: skip
     services = json.loads(config)["services"]
     assert services["db"]["environment"]["POSTGRES_USER"] == NEW

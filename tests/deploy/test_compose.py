@@ -1,21 +1,21 @@
 """compose.yaml on a real Docker engine: `docker compose up --build --wait`, then every
-promise of the stack checked through nginx on the published port.
+promise of the stack checked through nginx on the published port, with only the kit's own
+endpoints, so these tests pass whatever resources the service has.
 
-The stack runs under a project name of its own and is removed with its volumes afterwards.
-The tests that stop, restart or recreate containers come last, in file order. Where no
-registry is reachable the base images are stand-ins (tests/images/README.md).
+The stack (`stack`, tests/deploy/compose_stack.py) is shared with the example resource's
+tests (tests/app/items/test_deployed.py). The tests that stop, restart or recreate containers
+come last, in file order. Where no registry is reachable the base images are stand-ins
+(tests/images/README.md).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from tests.deploy.compose_stack import Stack, healthy, lines_with
 from tests.engine import docker
 from tests.processes import ROOT, base_env, free_port, request, wait_until
 
@@ -30,99 +31,6 @@ pytestmark = pytest.mark.usefixtures("engine")
 
 ONE_MIB = 1024 * 1024
 FORGED = "203.0.113.77"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-class Stack:
-    """One compose project built from this checkout, with nginx published on `port`."""
-
-    def __init__(self, project: str) -> None:
-        self.project = project
-        self.port = free_port()
-        self.env = base_env(
-            SECRET_KEY=secrets.token_hex(32),
-            POSTGRES_PASSWORD=secrets.token_hex(16),
-            HTTP_PORT=str(self.port),
-        )
-
-    def compose(
-        self, *args: str, timeout: float = 120, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Run `docker compose` for this project; raise with its output when `check` fails."""
-        cmd = ["docker", "compose", "--ansi", "never", "--project-name", self.project, *args]
-        result = subprocess.run(
-            cmd,
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stderr}")
-        return result
-
-    def up(self) -> None:
-        """`up --build --wait`: returns once every service is healthy or completed."""
-        self.compose("up", "--build", "--wait", "--quiet-pull", timeout=600)
-
-    def send(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], Any]:
-        """One request through nginx; the body parsed as JSON (None when it is not)."""
-        status, got, raw = request(self.port, method, path, body, headers, timeout=30)
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = None
-        return status, got, parsed
-
-    def logs(self, service: str) -> list[dict[str, Any]]:
-        """Every JSON line the service has logged (its other lines are left out)."""
-        out = self.compose("logs", "--no-log-prefix", "--no-color", service).stdout
-        lines = []
-        for raw in out.splitlines():
-            text = ANSI.sub("", raw).strip()
-            if text.startswith("{"):
-                lines.append(json.loads(text))
-        return lines
-
-    def container(self, service: str) -> str:
-        """The id of the service's container (stopped ones included)."""
-        return self.compose("ps", "--all", "--quiet", service).stdout.strip()
-
-    def state(self, service: str) -> dict[str, Any]:
-        """`docker inspect`'s State of the service's container."""
-        out = docker("inspect", "--format", "{{json .State}}", self.container(service)).stdout
-        state: dict[str, Any] = json.loads(out)
-        return state
-
-
-def healthy(stack: Stack, service: str) -> Callable[[], bool]:
-    """A check that the service's container reports healthy."""
-    return lambda: stack.state(service)["Health"]["Status"] == "healthy"
-
-
-def lines_with(lines: list[dict[str, Any]], tracking_id: str) -> list[dict[str, Any]]:
-    """The log lines that carry `tracking_id`."""
-    return [line for line in lines if line.get("tracking_id") == tracking_id]
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    """The whole stack, up and healthy, for the module; removed with its volumes after."""
-    stack = Stack(f"kit-test-{secrets.token_hex(4)}")
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
 
 
 # --- Up and serving -------------------------------------------------------------------
@@ -178,32 +86,18 @@ def test_health_endpoints_answer_through_nginx(stack: Stack, path: str) -> None:
     assert headers["X-Tracking-ID"] == "health-1"
 
 
-def test_items_round_trip_on_postgresql(stack: Stack) -> None:
-    """Create, read, list, update and delete one item through nginx and the app."""
-    status, _, created = stack.send("POST", "/api/items", b'{"name": "bolt", "quantity": 3}')
-    assert status == 201
-    item = created["data"]
-    path = f"/api/items/{item['id']}"
-    assert stack.send("GET", path)[2]["data"] == item
-    listed = stack.send("GET", "/api/items")[2]["data"]
-    assert item["id"] in [row["id"] for row in listed["items"]]
-    status, _, updated = stack.send("PUT", "/api/items/by-name/bolt", b'{"quantity": 5}')
-    assert (status, updated["data"]["id"], updated["data"]["quantity"]) == (200, item["id"], 5)
-    assert stack.send("DELETE", path)[0] == 200
-    assert stack.send("GET", path)[0] == 404
-
-
 @pytest.mark.parametrize(
     ("method", "path", "status", "msg"),
     [
-        pytest.param("GET", "/api/items/999999", 404, "item 999999 not found", id="app-404"),
+        pytest.param("GET", "/api/no-such-resource", 404, "not found", id="app-404"),
         pytest.param("PATCH", "/healthz", 405, "method not allowed", id="app-405"),
     ],
 )
 def test_app_errors_come_back_as_the_envelope(
     stack: Stack, method: str, path: str, status: int, msg: str
 ) -> None:
-    """The app's own 404 and 405 pass through nginx as the JSON envelope."""
+    """The app's own 404 and 405 pass through nginx as the JSON envelope (the app answered:
+    gunicorn logged it, so it is not nginx's own envelope for the same status)."""
     got, headers, body = stack.send(method, path)
     assert got == status
     assert headers["Content-Type"] == "application/json"
@@ -212,11 +106,13 @@ def test_app_errors_come_back_as_the_envelope(
         msg,
         headers["X-Tracking-ID"],
     )
+    (access,) = lines_with(stack.logs("app"), headers["X-Tracking-ID"])
+    assert (access["logger"], access["status"]) == ("gunicorn.access", status)
 
 
 def test_oversized_body_gets_nginx_413_envelope(stack: Stack) -> None:
     """A body over 1 MiB is refused by nginx itself, with the envelope; the app never sees it."""
-    status, headers, body = stack.send("POST", "/api/items", b"x" * (ONE_MIB + 1))
+    status, headers, body = stack.send("POST", "/api/uploads", b"x" * (ONE_MIB + 1))
     assert status == 413
     assert body == {
         "code": 413,
@@ -253,15 +149,24 @@ def test_forged_forwarded_for_never_reaches_the_app_logs(stack: Stack) -> None:
     assert FORGED not in stack.compose("logs", "--no-color", "app").stdout
 
 
-def test_migration_rerun_applies_nothing(stack: Stack) -> None:
-    """The one-shot migration applied each revision once; running it again changes nothing."""
-    applied = [
+def applied_revisions(stack: Stack) -> list[str]:
+    """The revisions the migration container applied when it last ran, as Alembic logs them."""
+    return [
         line["message"]
         for line in stack.logs("migrate")
         if line["message"].startswith("Running upgrade")
     ]
+
+
+def revision_count() -> int:
+    """How many revisions the migrations hold, on every branch."""
     scripts = ScriptDirectory.from_config(Config(toml_file=str(ROOT / "pyproject.toml")))
-    assert len(applied) == len(list(scripts.walk_revisions()))
+    return len(list(scripts.walk_revisions()))
+
+
+def test_migration_rerun_applies_nothing(stack: Stack) -> None:
+    """The one-shot migration applied each revision once; running it again changes nothing."""
+    assert len(applied_revisions(stack)) == revision_count()
     rerun = stack.compose("run", "--rm", "migrate", timeout=120)
     assert "Running upgrade" not in rerun.stdout + rerun.stderr
     assert stack.send("GET", "/readyz")[0] == 200
@@ -315,61 +220,21 @@ def test_app_can_write_only_to_its_tmpfs(stack: Stack) -> None:
 # --- Stopping, restarting, recreating (these change the stack: keep them last) ---------
 
 
-def test_stop_lets_slow_requests_finish_and_exits_0(stack: Stack) -> None:
-    """`docker compose stop app` with 5 requests in flight: all 5 answer 200, and gunicorn
-    exits 0 well before stop_grace_period (45 s)."""
-    # The requests are slow for a real reason: a transaction holds the table they read.
-    lock = subprocess.Popen(
-        [
-            "docker",
-            "compose",
-            "--project-name",
-            stack.project,
-            "exec",
-            "-T",
-            "db",
-            "psql",
-            "-U",
-            "kit",
-            "-d",
-            "kit",
-            "-c",
-            "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;",
-        ],
-        cwd=ROOT,
-        env=stack.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1.5)
-    statuses: list[int] = []
-
-    def slow_request() -> None:
-        statuses.append(stack.send("GET", "/api/items")[0])
-
-    threads = [threading.Thread(target=slow_request) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    time.sleep(1)
+def test_stop_ends_gunicorn_with_exit_0_well_inside_the_grace_period(stack: Stack) -> None:
+    """`docker compose stop app` reaches gunicorn as SIGTERM (through tini), which exits 0
+    well before stop_grace_period (45 s) rather than being killed; started again, it serves."""
     started = time.monotonic()
     stack.compose("stop", "app", timeout=60)
     stopped_after = time.monotonic() - started
-    for thread in threads:
-        thread.join(30)
-    lock.wait(30)
-    assert statuses == [200] * 5
     assert stack.state("app")["ExitCode"] == 0
     assert stopped_after < 45
-    stack.compose("start", "app", timeout=60)
-    wait_until(healthy(stack, "app"), 60, "app not healthy")
-    # nginx resolved `app` when it started; the container may have a new address now.
-    stack.compose("kill", "--signal", "HUP", "nginx")
-    wait_until(lambda: stack.send("GET", "/healthz")[0] == 200, 10, "nginx does not reach app")
+    stack.start_app()
 
 
 def test_database_restart_under_load_never_gives_500(stack: Stack) -> None:
-    """Under light load (4 clients), `docker compose restart db` answers only 200 or the 503
-    envelope, never a 500 or a 502, and nothing fails 5 s after the database is healthy.
+    """Under light load (4 clients on /readyz, which queries PostgreSQL), `docker compose
+    restart db` answers only 200 or the 503 envelope, never a 500 or a 502, and nothing
+    fails 5 s after the database is healthy: the pool's dead connections are replaced.
 
     Whether a request lands while PostgreSQL is down depends on timing (the restart takes
     about a second); the next test stops it for certain."""
@@ -378,7 +243,7 @@ def test_database_restart_under_load_never_gives_500(stack: Stack) -> None:
 
     def load() -> None:
         while not done.is_set():
-            seen.append((time.monotonic(), stack.send("GET", "/api/items")[0]))
+            seen.append((time.monotonic(), stack.send("GET", "/readyz")[0]))
             time.sleep(0.05)
 
     loaders = [threading.Thread(target=load) for _ in range(4)]
@@ -398,26 +263,43 @@ def test_database_restart_under_load_never_gives_500(stack: Stack) -> None:
     assert all(status == 200 for at, status in seen if at > healthy_at + 5)
 
 
+def readiness_failures(stack: Stack) -> list[dict[str, Any]]:
+    """The app's warnings that a readiness check could not query the database."""
+    return [
+        line
+        for line in stack.logs("app")
+        if line["logger"] == "chassis.db" and line["message"].startswith("readiness check failed")
+    ]
+
+
 def test_database_down_gives_503_envelope_then_recovers(stack: Stack) -> None:
-    """With PostgreSQL stopped, data requests get the 503 envelope with Retry-After, whose
-    tracking id is the same in the response, nginx's log, the app's log line and gunicorn's
-    access log; 200 again within 5 s of the database being healthy."""
+    """With PostgreSQL stopped, /readyz answers the 503 envelope with Retry-After, whose
+    tracking id is the same in the response, nginx's log and gunicorn's access log, and the
+    app logs a warning naming the failure; 200 again within 5 s of the database being healthy."""
+    warned = len(readiness_failures(stack))
     stack.compose("stop", "db", timeout=120)
     try:
-        status, headers, body = stack.send("GET", "/api/items")
+        status, headers, body = stack.send("GET", "/readyz")
     finally:
         stack.compose("start", "db", timeout=120)
     tracking_id = headers["X-Tracking-ID"]
     assert (status, headers["Retry-After"]) == (503, "1")
-    assert (body["code"], body["tracking_id"]) == (503, tracking_id)
+    assert (body["code"], body["msg"], body["tracking_id"]) == (
+        503,
+        "database unavailable",
+        tracking_id,
+    )
     (nginx_line,) = lines_with(stack.logs("nginx"), tracking_id)
     assert nginx_line["status"] == 503
-    app_lines = lines_with(stack.logs("app"), tracking_id)
-    assert [line["logger"] for line in app_lines] == ["chassis.db", "gunicorn.access"]
-    assert app_lines[0]["message"].startswith("database unavailable")
-    assert app_lines[1]["status"] == 503
+    (access,) = lines_with(stack.logs("app"), tracking_id)
+    assert (access["logger"], access["status"]) == ("gunicorn.access", 503)
+    # The check runs on a thread of its own (chassis/db.py, Database.is_ready), whose log
+    # lines do not carry the request's tracking id.
+    assert [line["message"] for line in readiness_failures(stack)[warned:]] == [
+        "readiness check failed: OperationalError"
+    ]
     wait_until(healthy(stack, "db"), 60, "db not healthy")
-    wait_until(lambda: stack.send("GET", "/api/items")[0] == 200, 5, "no 200 within 5 s")
+    wait_until(lambda: stack.send("GET", "/readyz")[0] == 200, 5, "no 200 within 5 s")
 
 
 def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
@@ -461,16 +343,15 @@ def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
         docker("rm", "--force", name, check=False)
 
 
-def test_data_survives_down_and_up_but_not_down_volumes(stack: Stack) -> None:
-    """The named volume keeps the database across `down` and `up`; `down -v` removes it."""
-    _, _, created = stack.send("POST", "/api/items", b'{"name": "kept"}')
-    path = f"/api/items/{created['data']['id']}"
+def test_database_survives_down_and_up_but_not_down_volumes(stack: Stack) -> None:
+    """The named volume keeps PostgreSQL's data across `down` and `up`: the new migration
+    container finds every revision applied already. After `down -v` it applies them all again."""
     stack.compose("down", timeout=120)
     stack.up()
-    assert stack.send("GET", path)[2]["data"]["name"] == "kept"
+    assert applied_revisions(stack) == []
     stack.compose("down", "--volumes", timeout=120)
     stack.up()
-    assert stack.send("GET", path)[0] == 404
+    assert len(applied_revisions(stack)) == revision_count()
 
 
 # --- The image itself -------------------------------------------------------------------

@@ -212,8 +212,8 @@ def test_supervised_kit_serves_with_env_file_settings(supervised: Supervisord) -
     JSON access log lands in the file supervisor writes."""
     supervised.wait_serving()
 
-    status, _, body = get(supervised.port, "/api/items")
-    assert (status, json.loads(body)["data"]["total"]) == (200, 0)
+    status, _, body = get(supervised.port, "/readyz")
+    assert (status, json.loads(body)["data"]) == (200, {"status": "ready"})
 
     pid = int(supervised.ctl("pid", "kit").stdout.strip())
     uid = os.stat(f"/proc/{pid}").st_uid
@@ -221,7 +221,7 @@ def test_supervised_kit_serves_with_env_file_settings(supervised: Supervisord) -
     assert uid == expected
 
     lines = [json.loads(line) for line in supervised.log("access.log").splitlines()]
-    assert "/api/items" in [line["path"] for line in lines]
+    assert "/readyz" in [line["path"] for line in lines]
 
 
 def test_supervisorctl_stop_lets_gunicorn_exit_cleanly(supervised: Supervisord) -> None:

@@ -172,13 +172,15 @@ def mdwe_available() -> bool:
     return subprocess.run([sys.executable, "-c", probe], timeout=30).returncode == 0
 
 
-# Turns on MemoryDenyWriteExecute as systemd 254+ does, then becomes gunicorn; the setting is
-# inherited by every worker.
+# Turns on MemoryDenyWriteExecute as systemd 254+ does, then becomes gunicorn serving the
+# kit's app with the tests' resource (tests/apps/records.py); the setting is inherited by
+# every worker.
 MDWE_LAUNCHER = f"""
 import ctypes, os, sys
 if ctypes.CDLL(None, use_errno=True).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0):
     raise SystemExit("prctl(PR_SET_MDWE) failed: " + os.strerror(ctypes.get_errno()))
-os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"])
+gunicorn = ["-m", "gunicorn", "-c", "gunicorn.conf.py", "tests.apps.sleepy:app"]
+os.execv(sys.executable, [sys.executable, *gunicorn])
 """
 
 
@@ -210,7 +212,7 @@ def test_app_serves_under_memory_deny_write_execute(
             assert proc.poll() is None, log.read_text(errors="replace")
             assert time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.1)
-        statuses = [get(port, path)[0] for path in ("/healthz", "/readyz", "/api/items")]
+        statuses = [get(port, path)[0] for path in ("/healthz", "/readyz", "/test/records")]
         assert statuses == [200, 200, 200], log.read_text(errors="replace")
     finally:
         proc.terminate()

@@ -1,99 +1,18 @@
 """deploy/systemd/kit.service under a real systemd: readiness, reload, stop and the sandbox.
 
-One privileged container boots Debian's systemd as PID 1 (tests/images/systemd/Dockerfile);
-the unit is installed there unchanged, as its header's install steps say, and driven with
-systemctl. Everything a step sends or measures runs inside the container, where gunicorn
-listens on 127.0.0.1:8000 as in production. Needs a Docker engine; tests/deploy/test_systemd.py
-checks the unit file without one.
+The unit runs in a container that boots Debian's systemd as PID 1, installed there unchanged
+as its header's install steps say, and driven with systemctl (tests/deploy/systemd_host.py;
+the session shares one such container, `systemd_host`). Needs a Docker engine;
+tests/deploy/test_systemd.py checks the unit file without one.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
-import shlex
-import subprocess
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from tests.engine import BASE, docker
-from tests.processes import ROOT
-
-UNIT = ROOT / "deploy" / "systemd" / "kit.service"
-DOCKERFILE = ROOT / "tests" / "images" / "systemd" / "Dockerfile"
-IMAGE = "kit-systemd-host:test"
-
-# systemd needs to create cgroups, namespaces and seccomp filters for the unit's sandbox;
-# /run and /run/lock are tmpfs as on a booted host. A private cgroup namespace puts the
-# container's systemd at the root of a cgroup tree of its own, not in the host's.
-RUN_FLAGS = ("--privileged", "--cgroupns=private", "--tmpfs", "/run", "--tmpfs", "/run/lock")
-
-# Debian's interpreter in the image, for the probes (the kit's venv is the service's own).
-PYTHON = "python3.11"
-
-# Two workers keep a 2-core machine responsive; the SQLite file is in the drop-in's
-# StateDirectory= (tests/images/systemd/sqlite.conf).
-DATABASE_URL = "sqlite:////var/lib/kit/app.db"
-WORKERS = 2
-
-# What a refused system call or a dying worker leaves in the journal. SystemCallErrorNumber=
-# EPERM turns a filtered call into "Operation not permitted" rather than SIGSYS; both count.
-SANDBOX_FAILURES = (
-    "Bad system call",
-    "SIGSYS",
-    "status=31/SYS",
-    "Operation not permitted",
-    "Traceback",
-    "exited with code",
-    "was sent SIGKILL",
-    "WORKER TIMEOUT",
-    "Worker failed to boot",
-)
-
-# The unit's last lines, shown when a command in the container fails.
-JOURNAL_TAIL = ("journalctl", "--unit=kit", "--lines=15", "--output=cat", "--no-pager")
-
-# Prints the PIDs of the main process's children: gunicorn's workers.
-WORKER_PIDS = """
-import json, os, subprocess, sys
-
-def worker_pids():
-    show = ["systemctl", "show", "--property=MainPID", "--value", "kit"]
-    main = subprocess.run(show, capture_output=True, text=True, check=True).stdout.strip()
-    pids = set()
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                parent = stat.read().rpartition(")")[2].split()[1]
-        except OSError:
-            continue
-        if parent == main:
-            pids.add(int(entry))
-    return pids
-"""
-
-# Sends one request to 127.0.0.1:8000 (argv: method, path, JSON body or "") and prints its
-# status and decoded body; a connection error is printed as the status.
-REQUEST = """
-import http.client, json, sys
-
-def send(method, path, body=""):
-    conn = http.client.HTTPConnection("127.0.0.1", 8000, timeout=10)
-    try:
-        headers = {"Content-Type": "application/json"} if body else {}
-        conn.request(method, path, body=body or None, headers=headers)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read() or "null")
-    except OSError as error:
-        return repr(error), None
-    finally:
-        conn.close()
-"""
+from tests.deploy.systemd_host import REQUEST, WORKER_PIDS, WORKERS, Host, sandbox_failures
 
 # `systemctl start kit`, then at once the first request.
 START_THEN_REQUEST = (
@@ -122,7 +41,7 @@ def load():
             if sent[0] >= MAX_REQUESTS:
                 return
             sent[0] += 1
-        status = send("GET", "/api/items?limit=1")[0]
+        status = send("GET", "/readyz")[0]
         if status != 200:
             with lock:
                 failures.append(status)
@@ -155,18 +74,6 @@ print(json.dumps(time.monotonic() - began))
 """
 
 
-def documented_migration() -> list[str]:
-    """The migration command written in the unit's header, continuation lines joined."""
-    lines = [line.removeprefix("#").strip() for line in UNIT.read_text().splitlines()]
-    start = next(i for i, line in enumerate(lines) if line.startswith("systemd-run "))
-    command = ""
-    for line in lines[start:]:
-        command += line.removesuffix("\\") + " "
-        if not line.endswith("\\"):
-            break
-    return shlex.split(command)
-
-
 def timespan_seconds(text: str) -> float:
     """A systemd timespan as `systemctl show` prints it ("45s", "1min 30s") in seconds."""
     units = {"min": 60.0, "s": 1.0, "ms": 0.001}
@@ -175,140 +82,12 @@ def timespan_seconds(text: str) -> float:
     return sum(int(n) * units[u] for n, u in parts)
 
 
-@dataclass
-class Host:
-    """The booted container: run commands in it and drive kit.service with systemctl."""
-
-    name: str
-    secret_key: str
-
-    def run(self, *command: str, stdin: str | None = None, timeout: float = 60) -> str:
-        """Run `command` in the container as root; return stdout, fail with its output."""
-        done = subprocess.run(
-            ["docker", "exec", "-i", self.name, *command],
-            input=stdin or "",
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            # What the unit logged last usually says why a systemctl call or a probe failed.
-            tail = docker("exec", self.name, *JOURNAL_TAIL, check=False, timeout=30).stdout
-            pytest.fail(
-                f"{shlex.join(command)[:200]} exited {done.returncode}:\n{done.stderr}\n"
-                f"kit's journal:\n{tail}"
-            )
-        return done.stdout
-
-    def python(self, script: str, *args: str, timeout: float = 60) -> Any:
-        """Run a probe script with Debian's Python and return the JSON it prints."""
-        return json.loads(self.run(PYTHON, "-c", script, *args, timeout=timeout))
-
-    def show(self, *properties: str) -> dict[str, str]:
-        """The unit's properties as `systemctl show` reports them."""
-        out = self.run("systemctl", "show", "kit", *(f"--property={p}" for p in properties))
-        return dict(line.split("=", 1) for line in out.splitlines())
-
-    def write_env(self, worker_class: str = "sync") -> None:
-        """Write /etc/kit/kit.env; the image created it empty, mode 0600, root's."""
-        settings = {
-            "SECRET_KEY": self.secret_key,
-            "DATABASE_URL": DATABASE_URL,
-            "GUNICORN_WORKER_CLASS": worker_class,
-            "WEB_CONCURRENCY": str(WORKERS),
-        }
-        lines = "".join(f"{key}={value}\n" for key, value in settings.items())
-        self.run("sh", "-c", "cat > /etc/kit/kit.env", stdin=lines)
-
-    def configure(self, worker_class: str = "sync") -> None:
-        """Write /etc/kit/kit.env and restart the unit, as its header says to after a change
-        to that file (a reload would keep the master's environment)."""
-        self.write_env(worker_class)
-        # The tests start the unit more often than its StartLimitBurst= allows in
-        # StartLimitIntervalSec=; an administrator's reset-failed clears that count.
-        self.run("systemctl", "reset-failed", "kit")
-        self.run("systemctl", "restart", "kit", timeout=90)
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """Send one request to gunicorn from inside the container: [status, body]."""
-        script = REQUEST + "print(json.dumps(send(*sys.argv[1:])))"
-        return self.python(script, method, path, json.dumps(body) if body else "")
-
-    def workers(self) -> set[int]:
-        """The PIDs of the unit's gunicorn workers."""
-        return set(self.python(WORKER_PIDS + "print(json.dumps(sorted(worker_pids())))"))
-
-    def seccomp_modes(self, pids: set[int]) -> set[str]:
-        """The Seccomp: field of each process's status (2: a system call filter applies)."""
-        statuses = [f"/proc/{pid}/status" for pid in sorted(pids)]
-        out = self.run("grep", "--no-filename", "^Seccomp:", *statuses)
-        return {line.split()[1] for line in out.splitlines()}
-
-    def journal_cursor(self) -> str:
-        """Where the journal ends now."""
-        out = self.run("journalctl", "--lines=0", "--show-cursor", "--quiet")
-        return out.strip().removeprefix("-- cursor: ")
-
-    def journal(self, after: str) -> str:
-        """The unit's journal after `after` (gunicorn's lines and systemd's about it)."""
-        self.run("journalctl", "--sync")
-        return self.run(
-            "journalctl", "--unit=kit", f"--after-cursor={after}", "--output=cat", "--no-pager"
-        )
-
-
-def base_build_args() -> list[str]:
-    """The stand-in Debian where this engine has it (the `engine` fixture builds it under
-    KIT_STANDIN_IMAGES=1), else the Dockerfile's default base, pulled from the registry."""
-    if docker("image", "inspect", BASE, check=False, timeout=30).returncode == 0:
-        return ["--build-arg", f"BASE={BASE}"]
-    return []
-
-
-def wait_for_boot(name: str, timeout: float = 60) -> None:
-    """Wait until systemd in `name` has finished booting; fail with what it reports."""
-    deadline, state = time.monotonic() + timeout, ""
-    while time.monotonic() < deadline:
-        probe = ["exec", name, "systemctl", "is-system-running"]
-        state = docker(*probe, check=False, timeout=30).stdout.strip()
-        if state in {"running", "degraded"}:
-            return
-        if docker("inspect", "--format={{.State.Running}}", name, timeout=30).stdout != "true\n":
-            break
-        time.sleep(0.5)
-    logs = docker("logs", name, check=False, timeout=30)
-    pytest.fail(f"systemd did not boot (state {state!r}):\n{logs.stdout}{logs.stderr}")
-
-
-@pytest.fixture(scope="module")
-def host(engine: None) -> Iterator[Host]:
-    """A booted container with kit installed by the unit's steps, enabled and started."""
-    build = ["build", *base_build_args(), "--file", str(DOCKERFILE), "--tag", IMAGE, str(ROOT)]
-    docker(*build, timeout=900)
-    name = f"kit-systemd-{secrets.token_hex(4)}"
-    try:
-        docker("run", "--detach", "--name", name, *RUN_FLAGS, IMAGE, timeout=60)
-        wait_for_boot(name)
-        host = Host(name, secret_key=secrets.token_hex(32))
-        # The remaining install steps, in the header's order: secrets, daemon-reload,
-        # migration as `kit` (with the drop-in's StateDirectory=, which SQLite needs), enable.
-        host.write_env()
-        host.run("systemctl", "daemon-reload")
-        migration = documented_migration()
-        migration[1:1] = ["--property=StateDirectory=kit"]
-        host.run(*migration, timeout=120)
-        host.run("systemctl", "enable", "--now", "kit", timeout=90)
-        yield host
-    finally:
-        docker("rm", "--force", "--volumes", name, check=False, timeout=60)
-
-
-def test_start_returns_once_gunicorn_listens(host: Host) -> None:
+def test_start_returns_once_gunicorn_listens(systemd_host: Host) -> None:
     """`systemctl start` returns after gunicorn's READY=1: the first request at once succeeds."""
-    host.configure()
-    host.run("systemctl", "stop", "kit", timeout=90)
-    first = host.python(START_THEN_REQUEST, timeout=90)
-    state = host.show("Type", "ActiveState", "StatusText")
+    systemd_host.configure()
+    systemd_host.run("systemctl", "stop", "kit", timeout=90)
+    first = systemd_host.python(START_THEN_REQUEST, timeout=90)
+    state = systemd_host.show("Type", "ActiveState", "StatusText")
     # StatusText is the STATUS= gunicorn's master sends with READY=1 (gunicorn/arbiter.py).
     assert (first, state) == (
         200,
@@ -316,23 +95,23 @@ def test_start_returns_once_gunicorn_listens(host: Host) -> None:
     )
 
 
-def test_reload_under_load_fails_no_request_and_replaces_workers(host: Host) -> None:
+def test_reload_under_load_fails_no_request_and_replaces_workers(systemd_host: Host) -> None:
     """`systemctl reload` (HUP) swaps every worker while clients see only 200s."""
-    host.configure()
-    main = host.show("MainPID")
-    result = host.python(RELOAD_UNDER_LOAD, timeout=60)
+    systemd_host.configure()
+    main = systemd_host.show("MainPID")
+    result = systemd_host.python(RELOAD_UNDER_LOAD, timeout=60)
     assert result["sent"] > 100
     assert (result["failed"], result["failures"]) == (0, [])
     assert set(result["after"]) & set(result["before"]) == set()
-    assert (len(result["after"]), host.show("MainPID")) == (WORKERS, main)
+    assert (len(result["after"]), systemd_host.show("MainPID")) == (WORKERS, main)
 
 
-def test_stop_exits_zero_within_stop_timeout(host: Host) -> None:
+def test_stop_exits_zero_within_stop_timeout(systemd_host: Host) -> None:
     """`systemctl stop` (SIGTERM to the master) ends with exit status 0 before
     TimeoutStopSec, so systemd never needs SIGKILL."""
-    host.configure()
-    elapsed = host.python(TIMED_STOP, timeout=120)
-    state = host.show("Result", "ExecMainCode", "ExecMainStatus", "TimeoutStopUSec")
+    systemd_host.configure()
+    elapsed = systemd_host.python(TIMED_STOP, timeout=120)
+    state = systemd_host.show("Result", "ExecMainCode", "ExecMainStatus", "TimeoutStopUSec")
     assert elapsed < timespan_seconds(state.pop("TimeoutStopUSec"))
     # ExecMainCode 1 is CLD_EXITED: the master exited by itself, not by a signal.
     assert state == {"Result": "success", "ExecMainCode": "1", "ExecMainStatus": "0"}
@@ -346,22 +125,23 @@ def test_stop_exits_zero_within_stop_timeout(host: Host) -> None:
         pytest.param("gevent", id="gevent"),
     ],
 )
-def test_sandbox_lets_worker_class_serve_database_requests(host: Host, worker_class: str) -> None:
-    """Under SystemCallFilter= and the rest of the sandbox, each worker class creates and
-    reads an item in SQLite, and no worker is refused a system call or dies."""
-    cursor = host.journal_cursor()
-    host.configure(worker_class)
-    assert host.request("GET", "/healthz")[0] == 200
-    workers, main = host.workers(), host.show("MainPID", "NRestarts")
+def test_sandbox_lets_worker_class_serve_database_requests(
+    systemd_host: Host, worker_class: str
+) -> None:
+    """Under SystemCallFilter= and the rest of the sandbox, each worker class answers the
+    readiness check (a SQLite query on a thread of its own), and no worker is refused a
+    system call or dies."""
+    cursor = systemd_host.journal_cursor()
+    systemd_host.configure(worker_class)
+    assert systemd_host.request("GET", "/healthz")[0] == 200
+    workers, main = systemd_host.workers(), systemd_host.show("MainPID", "NRestarts")
     # The filter is in force (systemd does not quietly skip it in this container).
-    assert host.seccomp_modes(workers | {int(main["MainPID"])}) == {"2"}
+    assert systemd_host.seccomp_modes(workers | {int(main["MainPID"])}) == {"2"}
 
-    status, body = host.request("POST", "/api/items", {"name": f"made-by-{worker_class}"})
-    assert status == 201, body
-    fetched = host.request("GET", f"/api/items/{body['data']['id']}")
+    status, body = systemd_host.request("GET", "/readyz")
 
-    journal = host.journal(after=cursor)
-    assert (fetched[0], fetched[1]["data"]) == (200, body["data"])
+    journal = systemd_host.journal(after=cursor)
+    assert (status, body["data"]) == (200, {"status": "ready"})
     assert f"Using worker: {worker_class}" in journal
-    assert [line for line in journal.splitlines() if any(f in line for f in SANDBOX_FAILURES)] == []
-    assert (host.workers(), host.show("MainPID", "NRestarts")) == (workers, main)
+    assert sandbox_failures(journal) == []
+    assert (systemd_host.workers(), systemd_host.show("MainPID", "NRestarts")) == (workers, main)

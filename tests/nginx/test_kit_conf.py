@@ -332,7 +332,7 @@ def test_json_is_compressed(proxy: Nginx) -> None:
 def test_upstream_down_gets_the_502_envelope(start_nginx: Any, method: str) -> None:
     """With gunicorn down, nginx answers 502 in the envelope, with the tracking id."""
     server = start_nginx(PLAIN, template_env(free_port(), free_port()))
-    answer = send(server.port, method, "/api/items", {"X-Tracking-ID": "no-upstream"})
+    answer = send(server.port, method, "/api/widgets", {"X-Tracking-ID": "no-upstream"})
     assert answer.status == 502
     assert answer.header("Content-Type") == "application/json"
     assert answer.header("X-Tracking-ID") == "no-upstream"
@@ -438,9 +438,9 @@ def test_tls_variant_forwards_https_and_sends_hsts(tls_proxy: tuple[Nginx, int, 
 def test_tls_variant_redirects_plain_http(tls_proxy: tuple[Nginx, int, Path]) -> None:
     """Plain HTTP for the site is redirected to HTTPS."""
     server, _, _ = tls_proxy
-    answer = send(server.port, "GET", "/api/items?page=2")
+    answer = send(server.port, "GET", "/api/widgets?page=2")
     assert answer.status == 301
-    assert answer.header("Location") == f"https://{HOST}/api/items?page=2"
+    assert answer.header("Location") == f"https://{HOST}/api/widgets?page=2"
 
 
 def test_tls_variant_refuses_unknown_server_names(tls_proxy: tuple[Nginx, int, Path]) -> None:

@@ -1,0 +1,205 @@
+"""The service's resources are folders: one is added, or the example removed, as the README
+says ("Your own resources"), in a copy of this repository, which must then still lint,
+type-check, migrate, serve through gunicorn and pass the tests, nginx's and the deploy
+files' included. These tests are the example's own, so they go with it."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.checkout import copy_repository, run
+from tests.processes import ROOT, Gunicorn, base_env, request
+
+# What the README says removing the example takes: its folders, its migration, two lines.
+EXAMPLE_PATHS = [
+    "app/items",
+    "tests/app/items",
+    "migrations/versions/20261121_0001_create_items.py",
+]
+EXAMPLE_LINES = ["from app import items\n", "    app.register_blueprint(items.bp)\n"]
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the repository using this .venv."""
+    repo = copy_repository(tmp_path / "repo")
+    # nginx's workers (www-data) serve app/static from the copy, as they do from a checkout:
+    # open the directories above it that pytest made private.
+    for parent in [repo, *repo.parents][:4]:
+        parent.chmod(parent.stat().st_mode | 0o055)
+    return repo
+
+
+def service_env(tmp_path: Path) -> dict[str, str]:
+    """What the copy's server and its migrations read: a SQLite file of their own."""
+    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}", "WEB_CONCURRENCY": "1"}
+
+
+def serve(checkout: Path, env: dict[str, str], log_dir: Path) -> Gunicorn:
+    """gunicorn serving the copy, after `alembic upgrade heads` on its database."""
+    run(checkout, "alembic", "upgrade", "heads", env=env)
+    log_dir.mkdir()
+    return Gunicorn(log_dir, base_env(**env), cwd=checkout).start()
+
+
+def send(server: Gunicorn, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    """One JSON request; the status and the envelope's data."""
+    raw = json.dumps(body).encode() if body is not None else None
+    status, _, answer = request(server.port, method, path, raw)
+    return status, json.loads(answer)["data"]
+
+
+def test_a_resource_is_a_folder_and_one_registration_line(checkout: Path, tmp_path: Path) -> None:
+    """A copy of app/items/ renamed to widgets, registered in one line, with the migration
+    `make revision` writes from its model, serves /api/widgets beside /api/items."""
+    env = service_env(tmp_path)
+    widgets = checkout / "app" / "widgets"
+    shutil.copytree(checkout / "app" / "items", widgets)
+    for module in widgets.glob("*.py"):
+        text = module.read_text()
+        for old, new in (("Item", "Widget"), ("item", "widget"), ("ITEM", "WIDGET")):
+            text = text.replace(old, new)
+        module.write_text(text)
+    factory = checkout / "app" / "__init__.py"
+    text = factory.read_text().replace("from app import items", "from app import items, widgets")
+    text = re.sub(
+        r"( *)app\.register_blueprint\(items\.bp\)\n",
+        r"\g<0>\1app.register_blueprint(widgets.bp)\n",
+        text,
+    )
+    factory.write_text(text)
+
+    run(checkout, "alembic", "upgrade", "heads", env=env)
+    # -o: the copy shares this .venv; never let make re-sync it.
+    run(checkout, "make", "-o", "install", "revision", "m=create widgets", env=env)
+    (migration,) = (checkout / "migrations" / "versions").glob("*_create_widgets.py")
+    assert "create_table('widgets'" in migration.read_text()
+
+    server = serve(checkout, env, tmp_path / "logs")
+    try:
+        status, created = send(server, "POST", "/api/widgets", {"name": "sprocket"})
+        assert (status, created["name"]) == (201, "sprocket")
+        assert send(server, "GET", f"/api/widgets/{created['id']}")[0] == 200
+        assert send(server, "POST", "/api/items", {"name": "bolt"})[0] == 201
+    finally:
+        server.stop()
+
+
+def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
+    checkout: Path, tmp_path: Path
+) -> None:
+    """Without app/items/, its migration and its line, the service lints, type-checks,
+    migrates (the chassis's job history alone) and serves, and the chassis's own database,
+    error, migration and factory tests still pass."""
+    env = service_env(tmp_path)
+    for path in EXAMPLE_PATHS:
+        removed = checkout / path
+        shutil.rmtree(removed) if removed.is_dir() else removed.unlink()
+    factory = checkout / "app" / "__init__.py"
+    text = factory.read_text()
+    for line in EXAMPLE_LINES:
+        assert line in text
+        text = text.replace(line, "")
+    factory.write_text(text)
+
+    run(checkout, "ruff", "check", ".")
+    run(checkout, "ruff", "format", "--check", ".")
+    run(checkout, "mypy")
+    secrets = {"POSTGRES_PASSWORD": "x" * 16, "SECRET_KEY": "y" * 64}
+    run(checkout, "docker", "compose", "config", "--quiet", env=secrets)
+    server = serve(checkout, env, tmp_path / "logs")
+    try:
+        assert send(server, "GET", "/readyz")[0] == 200
+        assert send(server, "GET", "/api/items")[0] == 404
+    finally:
+        server.stop()
+    # The chassis's own tests, which use a test-only resource (tests/apps/records.py), and
+    # the tests of the deploy files and of nginx (`nginx -t` under the stock nginx.conf).
+    # The deployments themselves (compose up, systemd boot) take minutes; that nothing
+    # outside the example's folder needs the example is checked by the next test.
+    chassis_tests = [
+        *(f"tests/chassis/test_{name}.py" for name in ("db", "upsert", "errors", "health")),
+        "tests/test_migrations.py",
+        "tests/test_app.py",
+        "tests/deploy/test_agreement.py",
+        "tests/deploy/test_kubernetes.py",
+        "tests/deploy/test_workflows.py",
+        "tests/nginx",
+    ]
+    required = {"KIT_REQUIRE_SERVICES": os.environ.get("KIT_REQUIRE_SERVICES", "")}
+    tested = run(
+        checkout, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        f"--basetemp={tmp_path / 'pytest'}", *chassis_tests, env=required,
+    ).stdout  # fmt: skip
+    assert re.search(r"\d+ passed", tested), tested
+    assert "skipped" not in tested or not required["KIT_REQUIRE_SERVICES"], tested
+    tables = run(
+        checkout, "python", "-c",
+        "import sqlalchemy as sa, os; e = sa.create_engine(os.environ['DATABASE_URL']); "
+        "print(sorted(sa.inspect(e).get_table_names()))",
+        env=env,
+    ).stdout  # fmt: skip
+    assert tables.strip() == "['alembic_version', 'job_runs']"
+
+
+def example_uses(source: str) -> list[str]:
+    """Where Python `source` imports the example or sends a request to its URL (docstrings
+    and comments may mention it)."""
+    tree = ast.parse(source)
+    documented = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [f"{node.module}.{alias.name}" for alias in node.names]
+        if any(m == "app.items" or m.startswith("app.items.") for m in modules):
+            found.append(f"line {node.lineno}: imports the example")  # type: ignore[attr-defined]
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and "/api/items" in node.value
+            and id(node) not in documented
+        ):
+            found.append(f"line {node.lineno}: {node.value!r}")
+    return found
+
+
+def test_nothing_outside_the_examples_folders_depends_on_it() -> None:
+    """No test the example's removal keeps imports it or requests its URL, and neither does
+    CI, so the whole suite (compose and systemd included) passes without it."""
+    kept = [
+        path
+        for path in ROOT.glob("tests/**/*.py")
+        if not any(path.is_relative_to(ROOT / example) for example in EXAMPLE_PATHS)
+    ]
+    assert len(kept) > 20
+    depending = [
+        f"{path.relative_to(ROOT)} {use}" for path in kept for use in example_uses(path.read_text())
+    ]
+    for path in [*ROOT.glob(".github/workflows/*.yml"), ROOT / ".ci" / "run"]:
+        code = [line.split("#", 1)[0] for line in path.read_text().splitlines()]
+        depending += [f"{path.relative_to(ROOT)}: {line}" for line in code if "/api/items" in line]
+    assert depending == []
+
+
+def test_the_dependency_check_sees_an_import_and_a_request() -> None:
+    """The check above finds what it looks for, and passes over docstrings."""
+    source = '"""/api/items"""\nfrom app.items.views import ItemCreate\nget(port, "/api/items")\n'
+    assert example_uses(source) == ["line 2: imports the example", "line 3: '/api/items'"]
