@@ -7,6 +7,7 @@ fetch from the template's remote. Uncommitted changes here are not part of it.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,11 @@ from tests.processes import ROOT
 
 NAME = "orders-api"
 OLD, PROJECT = current_name(ROOT)
-USER_LINE = "# The owner's own line: an update must keep it.\n"
+USER_LINE = "\n\n# The owner's own line: an update must keep it.\n"
 # Quick tests that exercise the service, its settings and its deploy files in the project.
 PROJECT_TESTS = [
-    "tests/app",
+    "tests/app/items/test_items.py",
+    "tests/app/items/test_validation.py",
     "tests/chassis/test_settings.py",
     "tests/chassis/test_errors.py",
     "tests/test_app.py",
@@ -69,7 +71,9 @@ def made(template: Path, older: str, tmp_path_factory: pytest.TempPathFactory) -
     """A project made from `older` and committed, as its owner would."""
     project = tmp_path_factory.mktemp("copier") / NAME
     copier(ROOT, "copy", "--vcs-ref", older, "--data", f"name={NAME}", str(template), str(project))
-    assert answers(project) == {"_commit": older, "_src_path": str(template), "name": NAME}
+    made = answers(project)  # copier records the commit as `git describe` names it
+    assert (made["_src_path"], made["name"]) == (str(template), NAME)
+    assert older.startswith(made["_commit"])
     git(project, "init", "--quiet")
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "made with copier")
@@ -98,13 +102,13 @@ def test_an_older_project_updates_to_head_keeping_its_owners_change(
     """`copier update` to HEAD: the owner's change stays, every file the template changed
     since is HEAD's (renamed), nothing conflicts, and the old name is nowhere."""
     project = updated
-    assert answers(project)["_commit"] == git(template, "rev-parse", "HEAD")
+    assert git(template, "rev-parse", "HEAD").startswith(answers(project)["_commit"])
     status = git(project, "status", "--porcelain").splitlines()
     assert not [line for line in status if line.endswith(".rej")], status
+    marker = re.compile(rb"^" + b"<" * 7 + rb" ", re.MULTILINE)  # a merge conflict's start
     conflicted = [
-        str(path) for path in project_files(project)
-        if b"<<<<<<< " in (project / path).read_bytes()
-    ]  # fmt: skip
+        str(path) for path in project_files(project) if marker.search((project / path).read_bytes())
+    ]
     assert conflicted == []
     assert (project / "app" / "jobs.py").read_text().endswith(USER_LINE)
     for name in ("chassis/settings.py", "gunicorn.conf.py", "README.md", "Makefile"):
