@@ -16,10 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from chassis.probe import TIMEOUT_S
+from chassis.probe import DEFAULT_PORT, TIMEOUT_S
+from chassis.settings import ServerSettings
 from tests.processes import ROOT, Gunicorn, base_env, free_port
 
 Server = Callable[[], AbstractContextManager[int]]
+
+
+def test_the_probe_defaults_to_the_declared_port() -> None:
+    """The probe reads PORT itself (it imports only the standard library, to stay cheap), so
+    its default must be the one ServerSettings declares."""
+    assert int(DEFAULT_PORT) == ServerSettings.model_fields["port"].default
 
 
 def healthcheck(port: int | str | None) -> subprocess.CompletedProcess[str]:
