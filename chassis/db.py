@@ -33,7 +33,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from chassis.responses import error
 from chassis.settings import Settings
-from chassis.tracking import tracking_scope
+from chassis.tracking import call_with_tracking_id, current_tracking_id, tracking_scope
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,13 @@ class Database:
             except sa_exc.SQLAlchemyError as exc:
                 log.warning("readiness check failed: %s", type(exc).__name__)
 
-        threading.Thread(target=check, name="readiness-check", daemon=True).start()
+        # The request's tracking id goes with the check, so its warning joins the request's.
+        threading.Thread(
+            target=call_with_tracking_id,
+            args=(current_tracking_id(), check),
+            name="readiness-check",
+            daemon=True,
+        ).start()
         return answered.wait(timeout)
 
 

@@ -234,8 +234,12 @@ def test_access_log_is_json_and_carries_the_response_tracking_id(
         get(server.port, "/healthz", headers={"X-Tracking-ID": "given-1"}),
     ]
     server.stop()
-    access = [line for line in server.json_lines() if line["logger"] == "gunicorn.access"]
-    assert [line["tracking_id"] for line in access] == [r[1]["X-Tracking-ID"] for r in responses]
+    # Each worker writes its line once its response is sent, so two workers' lines may land
+    # in either order: find each response's line by its tracking id.
+    lines = [line for line in server.json_lines() if line["logger"] == "gunicorn.access"]
+    by_id = {line["tracking_id"]: line for line in lines}
+    assert len(by_id) == len(lines) == len(responses)
+    access = [by_id[headers["X-Tracking-ID"]] for _, headers, _ in responses]
     assert access[2]["tracking_id"] == "given-1"
     first = access[0]
     assert (first["method"], first["path"], first["status"]) == ("GET", "/healthz", 200)

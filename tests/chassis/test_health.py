@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from flask.testing import FlaskClient
+
+from tests.conftest import AppFactory, LogReader
 
 
 @pytest.mark.parametrize(
@@ -29,3 +33,24 @@ def test_health_endpoints_answer_head(client: FlaskClient) -> None:
     response = client.head("/healthz")
     assert response.status_code == 200
     assert response.data == b""
+
+
+def test_failed_readiness_check_logs_under_the_requests_tracking_id(
+    make_app: AppFactory, read_logs: LogReader, tmp_path: Path
+) -> None:
+    """A database that cannot be opened (its file is a directory): /readyz answers the 503
+    envelope, and the check's warning, logged on its own thread, carries the request's
+    tracking id."""
+    (tmp_path / "app.db").mkdir()
+    app = make_app(database_url=f"sqlite:///{tmp_path / 'app.db'}")
+    response = app.test_client().get("/readyz", headers={"X-Tracking-ID": "ready-1"})
+    assert response.status_code == 503
+    assert response.json is not None
+    assert (response.json["msg"], response.json["tracking_id"]) == (
+        "database unavailable",
+        "ready-1",
+    )
+    warnings = [line for line in read_logs() if line["logger"] == "chassis.db"]
+    assert [(line["message"], line["tracking_id"]) for line in warnings] == [
+        ("readiness check failed: OperationalError", "ready-1")
+    ]
