@@ -41,3 +41,11 @@ def run(
     )  # fmt: skip
     assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}{done.stderr}"
     return done
+
+
+def nested_pytest_args(tmp_path: Path) -> list[str]:
+    """Arguments for a pytest run inside a test: quiet, no cache, and its temporary files
+    under `tmp_path`. Without --basetemp it would number a new directory beside this
+    session's and delete all but the newest three, this session's own (and the PostgreSQL
+    server running from it) among them."""
+    return ["-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'nested-pytest'}"]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from template.rename import current_name, project_files, rewrite, word
-from tests.checkout import run
+from tests.checkout import nested_pytest_args, run
 from tests.processes import ROOT
 
 NAME = "orders-api"
@@ -123,14 +123,14 @@ def test_an_older_project_updates_to_head_keeping_its_owners_change(
     assert left == []
 
 
-def test_the_updated_project_passes_its_tests(updated: Path) -> None:
+def test_the_updated_project_passes_its_tests(updated: Path, tmp_path: Path) -> None:
     """The updated project's own tests pass, run with this repository's packages."""
     (updated / ".venv").symlink_to(ROOT / ".venv")
     # The example's tests go when the template (or its owner) removes the example.
     present = [path for path in PROJECT_TESTS if (updated / path).exists()]
     assert "tests/chassis/test_settings.py" in present
-    done = run(updated, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               *present, timeout=600)  # fmt: skip
+    done = run(updated, "python", "-m", "pytest", *nested_pytest_args(tmp_path), *present,
+               timeout=600)  # fmt: skip
     summary = done.stdout.strip().splitlines()[-1]
     assert " passed" in summary, done.stdout
     assert "failed" not in summary, done.stdout

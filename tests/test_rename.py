@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from template.rename import current_name, project_files, rewrite, word
-from tests.checkout import copy_repository, run
+from tests.checkout import copy_repository, nested_pytest_args, run
 from tests.processes import ROOT
 
 NEW = "orders-api"
@@ -90,12 +90,15 @@ def test_the_renamed_copy_lints_and_type_checks(copy: Path) -> None:
     run(copy, "mypy")
 
 
-def test_the_renamed_copy_passes_the_tests_where_the_name_matters(copy: Path) -> None:
+def test_the_renamed_copy_passes_the_tests_where_the_name_matters(
+    copy: Path, tmp_path: Path
+) -> None:
     """Settings, logs, deploy files and nginx tests pass in the copy, services required as
-    here (the variable that demands them is renamed too)."""
+    here (the variable that demands them is renamed too). Its temporary files stay in this
+    test's (nested_pytest_args)."""
     required = os.environ.get(f"{OLD.upper().replace('-', '_')}_REQUIRE_SERVICES", "")
     done = run(
-        copy, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *NAMED_TESTS,
+        copy, "python", "-m", "pytest", *nested_pytest_args(tmp_path), *NAMED_TESTS,
         timeout=900, env={renamed("KIT_REQUIRE_SERVICES"): required},
     )  # fmt: skip
     summary = done.stdout.strip().splitlines()[-1]

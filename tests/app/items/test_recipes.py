@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.checkout import copy_repository, run
+from tests.checkout import copy_repository, nested_pytest_args, run
 from tests.processes import ROOT, Gunicorn, base_env, request
 
 # What the README says removing the example takes: its folders, its migration, two lines.
@@ -136,8 +136,8 @@ def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
     ]
     required = {"KIT_REQUIRE_SERVICES": os.environ.get("KIT_REQUIRE_SERVICES", "")}
     tested = run(
-        checkout, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-        f"--basetemp={tmp_path / 'pytest'}", *chassis_tests, env=required,
+        checkout, "python", "-m", "pytest", *nested_pytest_args(tmp_path), *chassis_tests,
+        env=required,
     ).stdout  # fmt: skip
     assert re.search(r"\d+ passed", tested), tested
     assert "skipped" not in tested or not required["KIT_REQUIRE_SERVICES"], tested
