@@ -9,9 +9,11 @@ Flask app with `build_app()`, then registers its own resources and jobs on it.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import Map
 
 from chassis import db, errors, health
 from chassis.cookies import CookieSessionInterface
@@ -24,12 +26,40 @@ from chassis.tracking import TrackingIdMiddleware, expose_in_g
 log = logging.getLogger(__name__)
 
 
+class ExactMap(Map):
+    """URL routing that answers what was asked, never a redirect.
+
+    werkzeug's defaults redirect `/api//items` (merge_slashes) and `/x` to `/x/`
+    (strict_slashes) with a 308 whose body is HTML and whose Location is built from the Host or
+    X-Forwarded-Host header: an open redirect wherever a forwarded host is trusted. Flask
+    returns routing redirects as they are, past every error handler. Here a doubled slash is
+    a 404 envelope and a trailing slash matches the same route."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("merge_slashes", False)
+        kwargs.setdefault("strict_slashes", False)
+        super().__init__(*args, **kwargs)
+
+
+class ChassisFlask(Flask):
+    """Flask with exact routing (ExactMap) and an OPTIONS answer without a body."""
+
+    url_map_class = ExactMap
+
+    def make_default_options_response(self) -> Response:
+        """204 with `Allow`: Flask's default is a 200 with an empty text/html body."""
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
+
 def build_app(import_name: str, settings: Settings) -> Flask:
     """Build a Flask app with every chassis part installed, ready for a service's own."""
     # Logging first, so Flask finds a handler on the root and adds no handler of its own.
     configure_logging(settings)
 
-    app = Flask(import_name)
+    app = ChassisFlask(import_name)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_content_length,

@@ -14,7 +14,7 @@ from typing import NoReturn
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
-from chassis.responses import error
+from chassis.responses import NestedTooDeeply, error
 
 
 class JSONRequest(Request):
@@ -24,6 +24,8 @@ class JSONRequest(Request):
         if e is None:
             # Werkzeug answers 415 here; an API template answers 400 with the rule broken.
             raise BadRequest("request body must be JSON (Content-Type: application/json)")
+        if isinstance(e, NestedTooDeeply):
+            raise BadRequest("request body is nested too deeply")
         raise BadRequest("request body is not valid JSON")
 
 

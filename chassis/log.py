@@ -17,6 +17,7 @@ plus any `extra={...}` fields the call passed.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -63,11 +64,39 @@ class JsonLineFormatter(JsonFormatter):
         super().add_fields(log_data, record, message_dict)
 
 
+# C0 controls, DEL and C1 controls (0x9b is a one-byte terminal escape, CSI).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n`, `\\x1b`), so that a
+    client's path, query or header can neither start a forged line nor drive a terminal."""
+    return _CONTROLS.sub(lambda m: _NAMED.get(m[0]) or f"\\x{ord(m[0]):02x}", text)
+
+
+class TextLineFormatter(logging.Formatter):
+    """Readable text, one line per record: control characters in the message are escaped.
+    A traceback keeps its own line breaks, with the controls in each line escaped."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join(map(escape_controls, super().formatException(ei).split("\n")))
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join(map(escape_controls, super().formatStack(stack_info).split("\n")))
+
+
 def build_formatter(log_format: str) -> logging.Formatter:
     """Return the formatter for `log_format` ("json" or "text")."""
     if log_format == "json":
         return JsonLineFormatter()
-    return logging.Formatter(TEXT_FORMAT)
+    return TextLineFormatter()
 
 
 def configure_logging(settings: Settings) -> None:

@@ -37,6 +37,10 @@ from chassis.tracking import current_tracking_id
 DATETIME_HEADER = "X-DateTime"
 
 
+class NestedTooDeeply(ValueError):
+    """A JSON document nested deeper than the parser's recursion allows."""
+
+
 class JSONProvider(DefaultJSONProvider):
     """Flask's JSON provider with lossless, offset-carrying encodings."""
 
@@ -53,6 +57,15 @@ class JSONProvider(DefaultJSONProvider):
         if isinstance(o, uuid.UUID | decimal.Decimal):
             return str(o)
         return DefaultJSONProvider.default(o)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Parse JSON; a document nested past the recursion limit (5,000 `[`) is invalid
+        input, not an internal error: RecursionError is not a ValueError, so Flask would
+        let it through as a 500 with a traceback."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise NestedTooDeeply("nested too deeply") from None
 
 
 def envelope_body(code: int, msg: str, data: Any, tracking_id: str) -> dict[str, Any]:

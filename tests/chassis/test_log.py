@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 
+from chassis.log import build_formatter
 from chassis.responses import ok
 from chassis.tracking import NO_TRACKING_ID, tracking_scope
 from tests.conftest import AppFactory, LogReader
@@ -199,3 +200,23 @@ def test_flask_adds_no_handler_of_its_own(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.splitlines()[-1] == "0 1"
+
+
+def test_text_lines_escape_control_characters_but_tracebacks_keep_their_lines() -> None:
+    """A message with a newline, a carriage return and terminal escapes stays one line with
+    each written as an escape; a traceback keeps its line breaks, its controls escaped."""
+    formatter = build_formatter("text")
+    record = logging.LogRecord(
+        "app", logging.WARNING, "x.py", 1, "item %s", ("a\nb\r\x1b[2J\x9b\x00",), None
+    )
+    record.tracking_id = "t-1"
+    line = formatter.format(record)
+    assert "\n" not in line
+    assert line.endswith("app: item a\\nb\\r\\x1b[2J\\x9b\\x00")
+    try:
+        raise ValueError("bad\x1b[31m")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    lines = formatter.format(record).split("\n")
+    assert lines[-1] == "ValueError: bad\\x1b[31m"
+    assert lines[1] == "Traceback (most recent call last):"
