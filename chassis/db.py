@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -56,6 +57,7 @@ def build_engine(settings: Settings) -> Engine:
             max_overflow=0,
             pool_timeout=settings.db_pool_timeout,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+            hide_parameters=True,  # see below
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -71,6 +73,9 @@ def build_engine(settings: Settings) -> Engine:
         # reconnects instead of failing on a dead socket.
         pool_pre_ping=True,
         connect_args={"connect_timeout": settings.db_connect_timeout, "options": options},
+        # Error messages (and so logged tracebacks) show the SQL but not its parameters:
+        # those are users' data (names, emails, tokens) and do not belong in logs.
+        hide_parameters=True,
     )
 
 
@@ -178,17 +183,67 @@ def get_session() -> Session:
     return get_db().session()
 
 
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).
+QUERY_CANCELED = "57014"
+# SQLite raises OperationalError for everything; only these messages mean the database is
+# busy or out of reach. The rest (no such table, no such column) are bugs: 500, not 503.
+SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+)
+
+
 def handle_database_error(exc: sa_exc.SQLAlchemyError) -> Response:
-    """Roll back, then answer 503 when the database is unreachable or busy, else 500."""
+    """Roll back, then answer by cause: 504 for a query that ran out of time, 503 with
+    Retry-After when the database is unreachable or busy, 500 for anything else."""
     get_db().remove_session()
-    unavailable = isinstance(exc, sa_exc.TimeoutError | sa_exc.OperationalError) or (
-        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-    )
-    if unavailable:
-        log.warning("database unavailable: %s", type(exc).__name__, exc_info=exc)
+    orig = getattr(exc, "orig", None)
+    logged = redacted(exc)
+    if getattr(orig, "pgcode", None) == QUERY_CANCELED:
+        # Retrying at once would run the same slow query again: no Retry-After.
+        log.warning("database query timed out: %s", type(exc).__name__, exc_info=logged)
+        return error(504, "database query timed out")
+    if _unavailable(exc, orig):
+        log.warning("database unavailable: %s", type(exc).__name__, exc_info=logged)
         return error(503, "database unavailable, retry shortly", {"Retry-After": "1"})
-    log.error("database error", exc_info=exc)
+    log.error("database error: %s", type(exc).__name__, exc_info=logged)
     return error(500, "internal server error")
+
+
+class RedactedDatabaseError(Exception):
+    """What is logged in place of a database error: no parameter values in it."""
+
+
+def redacted(exc: sa_exc.SQLAlchemyError) -> tuple[type[BaseException], BaseException, Any]:
+    """`exc` as `exc_info` for a log call: its traceback, with a message of its class, the
+    SQLSTATE, the driver's first line and the statement with its placeholders.
+
+    hide_parameters keeps values out of SQLAlchemy's own text, but psycopg2 sends queries
+    with the values written in, and PostgreSQL quotes them back (`LINE 1: ... = 'secret'`,
+    `DETAIL: Key (email)=(...)`): only the message's first line is kept."""
+    orig = getattr(exc, "orig", None)
+    first_line = str(orig or exc).strip().split("\n", 1)[0]
+    sqlstate = getattr(orig, "pgcode", None)
+    statement = getattr(exc, "statement", None)
+    parts = [type(exc).__name__, f"[{sqlstate}]" if sqlstate else "", first_line]
+    summary = " ".join(part for part in parts if part)
+    if statement:
+        summary += f" (statement: {' '.join(str(statement).split())})"
+    return RedactedDatabaseError, RedactedDatabaseError(summary), exc.__traceback__
+
+
+def _unavailable(exc: sa_exc.SQLAlchemyError, orig: object) -> bool:
+    """Whether `exc` means the database is unreachable or busy, not that the query is wrong."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection within DB_POOL_TIMEOUT
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(orig, sqlite3.OperationalError):
+        return str(orig).lower().startswith(SQLITE_UNAVAILABLE)
+    return isinstance(exc, sa_exc.OperationalError)
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -20,7 +20,7 @@ from typing import Annotated
 import click
 from flask import Blueprint, Response, abort, request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from app.items.models import Item
 from chassis.db import get_db, get_session
@@ -116,12 +116,19 @@ def put_item(name: str) -> Response:
 
 @bp.delete("/<item_id>")
 def delete_item(item_id: str) -> Response:
-    """Delete one item and return it."""
-    item = _get_or_404(_item_id(item_id))
+    """Delete one item and return it.
+
+    One `DELETE ... RETURNING`: of two concurrent deletes, one answers 200 and the other 404.
+    (Reading the row, then deleting it, fails the second with a 500: its DELETE waits for
+    the first and then matches no row.)"""
+    found = _item_id(item_id)
     session = get_session()
-    session.delete(item)
+    item = session.scalars(delete(Item).where(Item.id == found).returning(Item)).one_or_none()
+    if item is None:
+        abort(404, f"item {found} not found")
+    deleted = item.to_dict()
     session.commit()
-    return ok(item.to_dict(), msg="deleted")
+    return ok(deleted, msg="deleted")
 
 
 @bp.cli.command("count")

@@ -102,6 +102,64 @@ def test_sqlite_data_directory_is_created_on_demand(make_app: AppFactory, tmp_pa
     assert target.exists()
 
 
+def test_query_parameters_never_reach_the_log(db_app: Flask, read_logs: LogReader) -> None:
+    """A failing statement is logged with its SQL but not its parameters (users' data)."""
+
+    @db_app.get("/leak")
+    def leak() -> ResponseReturnValue:
+        _db(db_app).session().execute(
+            text("SELECT * FROM no_such_table WHERE name = :name"), {"name": "hunter2-secret"}
+        )
+        return {}
+
+    read_logs()
+    response = db_app.test_client().get("/leak", headers={"X-Tracking-ID": "leak-1"})
+    assert response.status_code == 500
+    logged = json.dumps(read_logs())
+    assert "no_such_table" in logged
+    assert "hunter2-secret" not in logged
+
+
+def test_missing_table_is_a_500_with_a_clear_log_line(
+    make_app: AppFactory, read_logs: LogReader, tmp_path: Path
+) -> None:
+    """On SQLite, whose errors are all OperationalError, a missing table is a bug: 500 and
+    an ERROR line naming it, not the 503 "unavailable, retry" of a busy database."""
+    app = make_app(database_url=f"sqlite:///{tmp_path / 'unmigrated.db'}")
+    read_logs()
+    response = app.test_client().get("/test/records", headers={"X-Tracking-ID": "no-table"})
+    assert response.status_code == 500
+    assert "Retry-After" not in response.headers
+    (line,) = [line for line in read_logs() if line["tracking_id"] == "no-table"]
+    assert (line["level"], line["message"]) == ("ERROR", "database error: OperationalError")
+    assert "no such table: test_records" in line["exception"]
+
+
+def test_statement_timeout_is_a_504_without_retry_after(
+    make_app: AppFactory, postgres_url: str, read_logs: LogReader
+) -> None:
+    """A query PostgreSQL cancels at DB_STATEMENT_TIMEOUT_MS answers its own 504, with no
+    Retry-After: retrying at once would run the same slow query again."""
+    app = make_app(database_url=postgres_url, db_statement_timeout_ms=100)
+
+    @app.get("/slow")
+    def slow() -> ResponseReturnValue:
+        _db(app).session().execute(text("SELECT pg_sleep(2)"))
+        return {}
+
+    read_logs()
+    response = app.test_client().get("/slow", headers={"X-Tracking-ID": "slow-1"})
+    assert response.status_code == 504
+    assert response.json is not None
+    assert response.json["msg"] == "database query timed out"
+    assert "Retry-After" not in response.headers
+    (line,) = [line for line in read_logs() if line["tracking_id"] == "slow-1"]
+    assert (line["level"], line["message"]) == (
+        "WARNING",
+        "database query timed out: OperationalError",
+    )
+
+
 def test_postgres_connections_carry_the_statement_timeout(
     make_app: AppFactory, postgres_url: str
 ) -> None:

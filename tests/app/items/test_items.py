@@ -8,13 +8,17 @@ assumed: PostgreSQL's sequence is not rolled back with the transaction.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
 from werkzeug.test import TestResponse
 
 from tests.conftest import AppFactory
+from tests.processes import wait_until
 
 HEADER = "X-Tracking-ID"
 
@@ -258,3 +262,36 @@ def test_cli_command_uses_a_session_scope(make_app: AppFactory, sqlite_url: str)
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == "0"
     assert not app.extensions["db"].session.registry.has()
+
+
+def test_a_delete_racing_another_answers_404_not_500(
+    make_app: AppFactory, postgres_url: str
+) -> None:
+    """Another transaction deletes the item first and holds its row lock: the API's DELETE
+    waits for it, then answers 404 (one delete wins, the other finds nothing), never a 500.
+
+    The interleaving is forced, not hoped for: the API's request starts while the other
+    delete is uncommitted, and that delete commits once the request waits on its lock."""
+    client = make_app(database_url=postgres_url).test_client()
+    item = create(client, name=f"raced-{time.monotonic_ns()}")
+    engine = create_engine(postgres_url)
+    answers: list[TestResponse] = []
+    try:
+        with engine.connect() as other, engine.connect() as watcher:
+            deleting = other.begin()
+            other.execute(text("DELETE FROM items WHERE id = :id"), {"id": item["id"]})
+            racer = threading.Thread(
+                target=lambda: answers.append(client.delete(f"/api/items/{item['id']}"))
+            )
+            racer.start()
+            waiting = text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM items%'"
+            )
+            wait_until(lambda: watcher.execute(waiting).scalar() == 1, 10, "no DELETE waits")
+            deleting.commit()
+            racer.join(10)
+    finally:
+        engine.dispose()
+    (answer,) = answers
+    unwrap(answer, 404, f"item {item['id']} not found")
