@@ -6,10 +6,13 @@ the same moment run one after another: the first applies the schema, the others 
 current and exit 0. On SQLite the chassis's BEGIN IMMEDIATE serialises them the same way.
 """
 
+import logging
+import time
 from typing import Any
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 import app  # noqa: F401  the service's models, so Base.metadata holds their tables
@@ -21,6 +24,19 @@ from chassis.settings import Settings, SettingsError, current_settings
 
 # Any fixed 64-bit number, the same in every replica: the key of the migration lock.
 MIGRATION_LOCK_ID = 7_331_001
+
+# How long a migration's statement waits for a table lock. PostgreSQL queues lock requests
+# in order, so an ALTER TABLE waiting behind a long transaction holds every later query on
+# that table behind itself: without a limit, traffic on the table stops for as long as the
+# old transaction runs. With it, the app waits at most this long per attempt.
+LOCK_TIMEOUT = "2s"
+# Attempts before the migration gives up (exit 1, nothing applied), and the pause after each
+# failed one, doubling: 1, 2, 4, 8 s, so a transaction up to about 25 s long is waited out.
+ATTEMPTS = 5
+FIRST_PAUSE_S = 1.0
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
+
+log = logging.getLogger("migrations")
 
 
 def load_settings() -> Settings:
@@ -62,6 +78,7 @@ def run_migrations_online(settings: Settings) -> None:
                 # A session-level lock: it outlives the commit below and every migration's
                 # transaction, until it is released or the connection closes.
                 connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+                connection.execute(text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
                 connection.commit()
             context.configure(
                 connection=connection,
@@ -70,13 +87,34 @@ def run_migrations_online(settings: Settings) -> None:
                 render_as_batch=connection.dialect.name == "sqlite",
                 render_item=render_item,
             )
-            with context.begin_transaction():
-                context.run_migrations()
+            run_retrying_lock_timeouts()
             if postgres:
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
                 connection.commit()
     finally:
         engine.dispose()
+
+
+def run_retrying_lock_timeouts() -> None:
+    """Run the pending migrations in one transaction; when a statement's lock wait runs out
+    (LOCK_TIMEOUT), everything is rolled back and tried again after a pause, ATTEMPTS
+    times in all, then the error is raised: nothing half-applied either way."""
+    pause = FIRST_PAUSE_S
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+            return
+        except sa_exc.OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE or attempt == ATTEMPTS:
+                raise
+            log.warning(
+                "a migration waited %s for a table lock (attempt %s of %s); "
+                "rolled back, retrying in %ss",
+                LOCK_TIMEOUT, attempt, ATTEMPTS, pause,
+            )  # fmt: skip
+            time.sleep(pause)
+            pause *= 2
 
 
 if context.is_offline_mode():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from chassis.models import Base
 from chassis.settings import Settings
@@ -132,3 +135,77 @@ def test_offline_mode_prints_the_sql(arguments: list[str]) -> None:
         timeout=60,
     )
     assert "CREATE TABLE job_runs" in result.stdout
+
+
+# A migration of the chassis's branch that only this test has: it alters job_runs.
+ALTER_JOB_RUNS = '''"""add a column to job_runs (tests only)"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "lock0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("job_runs", sa.Column("test_note", sa.String(20)))
+
+
+def downgrade() -> None:
+    op.drop_column("job_runs", "test_note")
+'''
+
+
+def test_a_migration_blocked_by_a_long_transaction_never_stalls_the_tables_queries(
+    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ALTER TABLE waiting behind an open transaction would queue every later query on
+    the table behind itself. With lock_timeout it gives up within 2 s, rolls back and
+    retries: queries on the table keep answering meanwhile, and once the transaction ends
+    the migration applies."""
+    url = postgres.create_database("kit_lock_timeout")
+    config = alembic_config(url)
+    command.upgrade(config, "heads")
+    extra = tmp_path / "versions"
+    extra.mkdir()
+    (extra / "lock0003_alter_job_runs.py").write_text(ALTER_JOB_RUNS)
+    locations = [ROOT / "migrations" / "versions", ROOT / "chassis" / "migrations", extra]
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(map(str, locations)))
+    failures: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            command.upgrade(config, "heads")
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    engine = create_engine(url)
+    slowest = 0.0
+    try:
+        with engine.connect() as holder, engine.connect() as traffic:
+            # The app's own ceiling on a statement, shorter here so a stall fails the test.
+            traffic.execute(text("SET statement_timeout = 4000"))
+            traffic.commit()
+            holder.begin()
+            holder.execute(text("SELECT count(*) FROM job_runs"))  # holds ACCESS SHARE
+            migrating = threading.Thread(target=migrate)
+            caplog.set_level(logging.WARNING, logger="migrations")
+            migrating.start()
+            until = time.monotonic() + 5
+            while time.monotonic() < until:
+                began = time.monotonic()
+                traffic.execute(text("SELECT count(*) FROM job_runs"))
+                traffic.commit()
+                slowest = max(slowest, time.monotonic() - began)
+                time.sleep(0.05)
+            holder.commit()
+            migrating.join(30)
+        assert failures == []
+        assert "test_note" in {c["name"] for c in inspect(engine).get_columns("job_runs")}
+    finally:
+        engine.dispose()
+    assert slowest < 3.0  # lock_timeout (2 s) plus scheduling; unbounded without it
+    assert any("waited 2s for a table lock" in r.getMessage() for r in caplog.records)

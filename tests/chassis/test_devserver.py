@@ -8,6 +8,7 @@ Every server listens on 127.0.0.1 and every wait is bounded.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -80,7 +81,9 @@ class DevServer:
                 raise AssertionError(f"exited {self.proc.returncode}:\n{self.output()}")
             try:
                 status, _, body = get(self.port, path, PROBE, timeout=2)
-            except OSError:
+            except (OSError, http.client.HTTPException):
+                # Refused while restarting, or cut off mid-answer (IncompleteRead) by the
+                # reloader replacing the process that was serving it.
                 return False
             return check(status, body)
 
