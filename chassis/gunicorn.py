@@ -118,6 +118,7 @@ def use_json_error_pages(tracking_header: str) -> None:
         head = (
             f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n"
             f"{tracking_header}: {tracking_id}\r\n\r\n"
         )
         gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)

@@ -87,6 +87,9 @@ def envelope(
     response = current_app.response_class(
         current_app.json.dumps(body) + "\n", status=code, mimetype="application/json"
     )
+    # API answers are per request and may be private: no browser or proxy keeps a copy.
+    # A view that wants caching passes its own Cache-Control in `headers`.
+    response.headers["Cache-Control"] = "no-store"
     if headers:
         response.headers.update(headers)
     now = dt.datetime.now(dt.UTC)

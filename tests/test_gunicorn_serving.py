@@ -307,6 +307,7 @@ def test_requests_gunicorn_rejects_get_the_json_envelope(
     assert envelope["code"] == status
     assert envelope["data"] is None
     assert f"X-Tracking-ID: {envelope['tracking_id']}".encode() in head
+    assert b"Cache-Control: no-store" in head
 
 
 @pytest.mark.parametrize("worker_class", [*WORKER_CLASSES, pytest.param("gthread", id="gthread")])

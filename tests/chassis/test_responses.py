@@ -37,6 +37,10 @@ def envelope_app(app: Flask) -> Flask:
     def unavailable() -> ResponseReturnValue:
         return error(503, "database unavailable", headers={"Retry-After": "5"})
 
+    @app.get("/cacheable")
+    def cacheable() -> ResponseReturnValue:
+        return error(410, "gone for good", headers={"Cache-Control": "max-age=3600"})
+
     return app
 
 
@@ -78,6 +82,20 @@ def test_datetime_header_is_iso_with_offset_to_the_second(envelope_app: Flask) -
     assert sent.utcoffset() is not None
     assert "." not in value
     assert sent.microsecond == 0
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param("/made", id="ok"), pytest.param("/refused", id="error"),
+             pytest.param("/no-such-route", id="routing-404")],
+)  # fmt: skip
+def test_answers_are_never_stored_by_caches(envelope_app: Flask, path: str) -> None:
+    """Every envelope says Cache-Control: no-store: answers are per request, often private."""
+    assert envelope_app.test_client().get(path).headers["Cache-Control"] == "no-store"
+
+
+def test_a_view_may_choose_its_own_caching(envelope_app: Flask) -> None:
+    """A Cache-Control passed in the headers replaces the default."""
+    assert envelope_app.test_client().get("/cacheable").headers["Cache-Control"] == "max-age=3600"
 
 
 def test_error_keeps_its_headers(envelope_app: Flask) -> None:

@@ -265,6 +265,7 @@ def test_oversized_body_gets_the_413_envelope(proxy: Nginx, upstream: Gunicorn) 
         "data": None,
         "tracking_id": tracking_id,
     }
+    assert answer.header("Cache-Control") == "no-store"
     (line,) = eventually(lambda: nginx_lines(proxy, str(tracking_id)))
     assert line["upstream"] == ""  # never proxied
     assert upstream_lines(upstream, str(tracking_id)) == []
@@ -448,3 +449,30 @@ def test_tls_variant_refuses_unknown_server_names(tls_proxy: tuple[Nginx, int, P
     _, tls_port, cert = tls_proxy
     with pytest.raises(ssl.SSLError):
         tls_get(tls_port, "/healthz", cert, server_name="other.example")
+
+
+@pytest.mark.parametrize(
+    ("cipher", "accepted"),
+    [
+        pytest.param("AES128-SHA", False, id="rsa-key-exchange-cbc-sha"),
+        pytest.param("AES256-GCM-SHA384", False, id="rsa-key-exchange-gcm"),
+        pytest.param("ECDHE-RSA-AES128-SHA", False, id="ecdhe-cbc-sha"),
+        pytest.param("ECDHE-RSA-AES128-GCM-SHA256", True, id="ecdhe-gcm"),
+        pytest.param("ECDHE-RSA-CHACHA20-POLY1305", True, id="ecdhe-chacha20"),
+    ],
+)
+def test_tls_variant_offers_only_the_intermediate_profiles_tls12_suites(
+    tls_proxy: tuple[Nginx, int, Path], cipher: str, accepted: bool
+) -> None:
+    """`openssl s_client` offering one TLS 1.2 suite (at security level 0, so the client
+    itself refuses nothing): forward-secret AEAD suites connect, RSA key exchange and
+    CBC-SHA do not."""
+    _, tls_port, _ = tls_proxy
+    done = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{tls_port}", "-servername", HOST,
+         "-tls1_2", "-cipher", f"{cipher}:@SECLEVEL=0"],
+        input="", capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+    assert (done.returncode == 0) == accepted, done.stdout + done.stderr
+    if accepted:
+        assert f"Cipher is {cipher}" in done.stdout
