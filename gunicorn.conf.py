@@ -11,12 +11,12 @@ import os
 from typing import Any
 
 from chassis import gunicorn as server
-from chassis.settings import ServerSettings, current_settings
+from chassis.settings import ServerSettings, current_settings, read_or_exit
 
-env = server.read_or_exit(ServerSettings.from_env)
+env = read_or_exit(ServerSettings.from_env)
 # Validate the app's settings in the master, once: a bad value fails in one line instead of
 # every worker crashing in a loop, and the workers inherit what was read here.
-app_settings = server.read_or_exit(current_settings)
+app_settings = read_or_exit(current_settings)
 
 # --- Server mechanics ------------------------------------------------------------------
 # The WSGI application to serve (module:variable).

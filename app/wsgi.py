@@ -1,10 +1,7 @@
 """The WSGI entry point, `app.wsgi:app`: the only module that builds an app at import."""
 
 from app import create_app
-from chassis.settings import SettingsError
+from chassis.settings import read_or_exit
 
-try:
-    app = create_app()
-except SettingsError as exc:
-    # One line naming the variable, not a traceback; exit status 1.
-    raise SystemExit(f"configuration error: {exc}") from None
+# A bad setting: one line naming the variable, exit status 1, not a traceback.
+app = read_or_exit(create_app)

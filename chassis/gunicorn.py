@@ -1,5 +1,5 @@
-"""gunicorn integration used by `gunicorn.conf.py`: reading settings, the CPU count, the
-logger class (JSON access and error logs) and the server hooks, the scheduler's included.
+"""gunicorn integration used by `gunicorn.conf.py`: the CPU count, the logger class (JSON
+access and error logs) and the server hooks, the scheduler's included.
 
 Kept out of `gunicorn.conf.py` so that file stays plain assignments, and so this code is
 typed, linted and importable by tests. The hooks never assume which app they serve:
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Flask
 from gunicorn import util as gunicorn_util
@@ -23,18 +22,8 @@ from gunicorn.glogging import Logger
 from chassis.log import TrackingIdFilter, access_fields, build_formatter
 from chassis.responses import envelope_body
 from chassis.scheduler.runner import Scheduler, load_registry
-from chassis.settings import Settings, SettingsError, current_settings, use_settings
+from chassis.settings import Settings, current_settings, use_settings
 from chassis.tracking import current_tracking_id, new_tracking_id
-
-_T = TypeVar("_T")
-
-
-def read_or_exit(read: Callable[[], _T]) -> _T:
-    """Run `read`; a bad setting exits with `configuration error: NAME: ...`, no traceback."""
-    try:
-        return read()
-    except SettingsError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
 
 
 def available_cpus() -> int:

@@ -22,8 +22,8 @@ import os
 import re
 import textwrap
 import types
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal, Self, Union, get_args, get_origin
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal, Self, TypeVar, Union, get_args, get_origin
 
 from pydantic import Field, JsonValue, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -65,6 +65,8 @@ GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_hex(32))'"  # 
 # nginx's client_max_body_size (nginx/) must be at least this; a test checks they agree.
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
+_T = TypeVar("_T")
+
 # RFC 9110 token characters: what a header name may hold.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -75,6 +77,15 @@ class SettingsError(ValueError):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"{name}: {problem}")
         self.name = name
+
+
+def read_or_exit(read: Callable[[], _T]) -> _T:
+    """Run `read` (an entry point reading its settings); a bad value exits with one line,
+    `configuration error: NAME: ...`, and status 1, not a traceback."""
+    try:
+        return read()
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
 
 
 def setting(
@@ -127,6 +138,8 @@ class _Declared(BaseSettings):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Read and validate from `environ` (default: `os.environ`)."""
         source = EnvSettingsSource(cls, case_sensitive=False, env_ignore_empty=True)
+        # The source reads os.environ when built; it reads `environ` instead, keys lowered
+        # as its case-insensitive lookup expects, blank values left out (as empty ones are).
         source.env_vars = {
             name.lower(): value
             for name, value in (os.environ if environ is None else environ).items()

@@ -20,7 +20,7 @@ import chassis.scheduler.models  # noqa: F401  the chassis's own tables
 from chassis.db import build_engine
 from chassis.log import configure_logging
 from chassis.models import Base, UTCDateTime
-from chassis.settings import Settings, SettingsError, current_settings
+from chassis.settings import Settings, current_settings, read_or_exit
 
 # Any fixed 64-bit number, the same in every replica: the key of the migration lock.
 MIGRATION_LOCK_ID = 7_331_001
@@ -44,10 +44,7 @@ def load_settings() -> Settings:
     given = context.config.attributes.get("settings")
     if isinstance(given, Settings):
         return given
-    try:
-        settings = current_settings()
-    except SettingsError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
+    settings = read_or_exit(current_settings)
     configure_logging(settings)
     return settings
 

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.apps import records
-from tests.processes import Gunicorn, base_env, request
+from tests.processes import Gunicorn, base_env
+from tests.processes import request as send
 
 SLEEPY = "tests.apps.sleepy:app"
 
@@ -57,7 +58,7 @@ def no_errors_logged(server: Gunicorn) -> None:
 )
 def test_deeply_nested_json_is_a_400(server: Gunicorn, body: bytes) -> None:
     """A body nested past the parser's recursion gets the 400 envelope, not a 500."""
-    status, headers, answer = request(server.port, "POST", "/test/records", body)
+    status, headers, answer = send(server.port, "POST", "/test/records", body)
     assert status == 400
     assert envelope(status, headers, answer)["msg"] == "request body is nested too deeply"
     no_errors_logged(server)
@@ -73,7 +74,7 @@ def test_deeply_nested_json_is_a_400(server: Gunicorn, body: bytes) -> None:
 def test_doubled_slashes_are_a_404_not_a_redirect(server: Gunicorn, path: str) -> None:
     """werkzeug would answer 308 with HTML and a Location built from X-Forwarded-Host."""
     headers_sent = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
-    status, headers, answer = request(server.port, "GET", path, headers=headers_sent)
+    status, headers, answer = send(server.port, "GET", path, headers=headers_sent)
     assert status == 404
     assert "Location" not in headers
     assert envelope(status, headers, answer)["msg"] == "not found"
@@ -89,7 +90,7 @@ def test_doubled_slashes_are_a_404_not_a_redirect(server: Gunicorn, path: str) -
 )
 def test_extra_slashes_at_either_end_reach_the_same_route(server: Gunicorn, path: str) -> None:
     """`/healthz/` and `//healthz` are `/healthz`, answered directly, never redirected."""
-    status, headers, answer = request(server.port, "GET", path)
+    status, headers, answer = send(server.port, "GET", path)
     assert status == 200
     assert "Location" not in headers
     envelope(status, headers, answer)
@@ -97,7 +98,7 @@ def test_extra_slashes_at_either_end_reach_the_same_route(server: Gunicorn, path
 
 def test_options_is_a_204_with_allow_and_no_body(server: Gunicorn) -> None:
     """OPTIONS answers which methods the URL takes, with no body and no content type."""
-    status, headers, answer = request(server.port, "OPTIONS", "/test/records")
+    status, headers, answer = send(server.port, "OPTIONS", "/test/records")
     assert (status, answer) == (204, b"")
     assert set(headers["Allow"].split(", ")) == {"GET", "HEAD", "POST", "OPTIONS"}
     assert "Content-Type" not in headers
@@ -124,7 +125,7 @@ def test_text_logs_escape_control_characters_from_the_client(text_server: Gunico
     access line in which each is written as an escape. (gunicorn itself refuses control
     characters in header values with its 400.)"""
     forged = "/x%0a2026-01-01%2000:00:00,000%20ERROR%20forged%0d%1b%5B31m"
-    status, _, _ = request(text_server.port, "GET", f"{forged}?q=%0aline%1b")
+    status, _, _ = send(text_server.port, "GET", f"{forged}?q=%0aline%1b")
     assert status == 404
     text_server.stop()
     lines = text_server.stdout().splitlines()

@@ -1,5 +1,6 @@
-"""`chassis/gunicorn.py`: the CPU count gunicorn's defaults come from, and how a bad server
-setting stops the master."""
+"""The CPU count gunicorn's defaults come from (`chassis/gunicorn.py`), and how
+`gunicorn.conf.py` reads its settings: defaults, parsing, and one-line exits on bad values
+(`chassis.settings.read_or_exit`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import sys
 
 import pytest
 
-from chassis.gunicorn import read_or_exit
-from chassis.settings import ServerSettings, Settings
+from chassis.settings import ServerSettings, Settings, read_or_exit
 from tests.processes import ROOT
 
 

@@ -164,13 +164,11 @@ def example_uses(source: str) -> list[str]:
     }
     found = []
     for node in ast.walk(tree):
-        modules: list[str] = []
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules = [f"{node.module}.{alias.name}" for alias in node.names]
-        if any(m == "app.items" or m.startswith("app.items.") for m in modules):
-            found.append(f"line {node.lineno}: imports the example")  # type: ignore[attr-defined]
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            prefix = f"{node.module}." if isinstance(node, ast.ImportFrom) else ""
+            modules = [prefix + alias.name for alias in node.names]
+            if any(m == "app.items" or m.startswith("app.items.") for m in modules):
+                found.append(f"line {node.lineno}: imports the example")
         if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
