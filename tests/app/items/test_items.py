@@ -288,10 +288,19 @@ def test_a_delete_racing_another_answers_404_not_500(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM items%'"
             )
-            wait_until(lambda: watcher.execute(waiting).scalar() == 1, 10, "no DELETE waits")
+
+            def delete_waits() -> bool:
+                # One transaction per look: PostgreSQL keeps a transaction's first snapshot
+                # of pg_stat_activity, so a second look inside it would see nothing new.
+                with watcher.begin():
+                    return watcher.execute(waiting).scalar() == 1
+
+            wait_until(delete_waits, 10, "no DELETE waits")
             deleting.commit()
             racer.join(10)
     finally:
+        with engine.begin() as cleanup:  # other tests share the database: leave no row
+            cleanup.execute(text("DELETE FROM items WHERE id = :id"), {"id": item["id"]})
         engine.dispose()
     (answer,) = answers
     unwrap(answer, 404, f"item {item['id']} not found")
