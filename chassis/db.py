@@ -72,11 +72,35 @@ def build_engine(settings: Settings) -> Engine:
         # Test each connection on checkout, so the first request after a database restart
         # reconnects instead of failing on a dead socket.
         pool_pre_ping=True,
-        connect_args={"connect_timeout": settings.db_connect_timeout, "options": options},
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout,
+            "options": options,
+            **network_timeouts(settings.db_network_timeout),
+        },
         # Error messages (and so logged tracebacks) show the SQL but not its parameters:
         # those are users' data (names, emails, tokens) and do not belong in logs.
         hide_parameters=True,
     )
+
+
+def network_timeouts(seconds: int) -> dict[str, int]:
+    """libpq's parameters that declare a connection dead after `seconds` without an answer.
+
+    statement_timeout runs on the server, so it never fires when the server's packets stop
+    arriving; the client then waits in the kernel forever. tcp_user_timeout bounds how long
+    sent data may go unacknowledged (a query, or pool_pre_ping's, into the void); keepalive
+    probes, acknowledged by the server's kernel even during a long query, catch a silence
+    while waiting for an answer (tcp_user_timeout then also bounds the unanswered probes).
+    https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-KEEPALIVES
+    """
+    return {
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": 1,
+        # Where TCP_USER_TIMEOUT is missing (not Linux), probes alone: dead after 2 x seconds.
+        "keepalives_count": seconds,
+        "tcp_user_timeout": seconds * 1000,
+    }
 
 
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
@@ -106,6 +130,8 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = build_engine(settings)
         self.session = scoped_session(sessionmaker(self.engine, expire_on_commit=False))
+        self._readiness_lock = threading.Lock()
+        self._readiness_check: _ReadinessCheck | None = None
         engine_ref = weakref.ref(self.engine)
 
         def drop_inherited_pool() -> None:
@@ -150,26 +176,47 @@ class Database:
         """Return whether `SELECT 1` succeeds within `timeout` seconds.
 
         The query runs in a helper thread (a greenlet under gevent) so a database that accepts
-        connections but never answers cannot hold the caller past `timeout`.
+        connections but never answers cannot hold the caller past `timeout`. One check at a
+        time: a probe that arrives while an earlier check still waits (for as long as
+        DB_CONNECT_TIMEOUT plus DB_NETWORK_TIMEOUT) waits for that check's answer instead of
+        adding another thread and another connection to the pile.
         """
-        answered = threading.Event()
+        with self._readiness_lock:
+            check = self._readiness_check
+            if check is None or check.finished.is_set():
+                check = self._readiness_check = _ReadinessCheck(self.engine)
+        return check.wait(timeout)
 
-        def check() -> None:
-            try:
-                with self.engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                answered.set()
-            except sa_exc.SQLAlchemyError as exc:
-                log.warning("readiness check failed: %s", type(exc).__name__)
 
+class _ReadinessCheck:
+    """One `SELECT 1` in a thread of its own, started at once; `wait` for its answer."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.answered = threading.Event()
+        self.finished = threading.Event()
         # The request's tracking id goes with the check, so its warning joins the request's.
         threading.Thread(
             target=call_with_tracking_id,
-            args=(current_tracking_id(), check),
+            args=(current_tracking_id(), self._check),
             name="readiness-check",
             daemon=True,
         ).start()
-        return answered.wait(timeout)
+
+    def _check(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            self.answered.set()
+        except sa_exc.SQLAlchemyError as exc:
+            log.warning("readiness check failed: %s", type(exc).__name__)
+        finally:
+            self.finished.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the check succeeded within `timeout` seconds."""
+        self.finished.wait(timeout)
+        return self.answered.is_set()
 
 
 def get_db() -> Database:

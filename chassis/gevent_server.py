@@ -50,6 +50,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 from werkzeug.utils import import_string
 
+from chassis.cooperative import patch_psycopg
 from chassis.log import access_fields, configure_logging
 from chassis.responses import envelope_body
 from chassis.settings import Settings, current_settings, use_settings
@@ -213,11 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then stop gracefully; return the exit status."""
     # Before the app and the libraries it opens sockets and threads with are imported.
     monkey.patch_all()
-    # psycopg2 waits for PostgreSQL inside C code, blocking every greenlet; psycogreen's wait
-    # callback yields to the gevent hub instead (as in chassis/gunicorn.py's post_fork).
-    from psycogreen.gevent import patch_psycopg
-
-    patch_psycopg()
 
     parser = argparse.ArgumentParser(prog="python -m chassis.gevent_server")
     parser.add_argument("app", nargs="?", help="module:variable (default: gunicorn.conf.py's)")
@@ -229,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     warn_about_scheduler(conf.settings)
     # The same rule as a gunicorn gevent worker's (chassis/gunicorn.py, prepare_worker).
     use_settings(conf.settings.for_greenlets(conf.worker_connections))
+    # psycopg2 waits for PostgreSQL inside C code, blocking every greenlet; a wait callback
+    # yields to the gevent hub instead (as in chassis/gunicorn.py's post_fork).
+    patch_psycopg(conf.settings.db_connect_timeout)
 
     server = Server(conf, import_string(args.app or conf.wsgi_app))
     try:

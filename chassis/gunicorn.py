@@ -128,10 +128,10 @@ def prepare_worker(server: Any, worker: Any) -> None:
         if server.cfg.preload_app:
             server.log.warning("preload_app with gevent: the app was imported before patching")
         # psycopg2 waits for the server inside C code, blocking every greenlet of the
-        # worker; psycogreen's wait callback yields to the gevent hub instead.
-        from psycogreen.gevent import patch_psycopg
+        # worker; a wait callback yields to the gevent hub instead (chassis/cooperative.py).
+        from chassis.cooperative import patch_psycopg
 
-        patch_psycopg()
+        patch_psycopg(settings.db_connect_timeout)
 
 
 def announce_worker(worker: Any) -> None:

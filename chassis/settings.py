@@ -239,6 +239,15 @@ class Settings(_Declared):
     db_connect_timeout: int = setting(
         5, "Seconds to wait when connecting to PostgreSQL (libpq's minimum is 2).", ge=1
     )
+    db_network_timeout: int = setting(
+        5,
+        """Seconds PostgreSQL's host may leave what was sent unacknowledged, or keepalive
+        probes unanswered, before the connection is declared dead and the request answers
+        503. Without it a server that drops packets (a failover, a lost route) holds a
+        request until the worker is killed: statement_timeout is the server's own clock and
+        never fires.""",
+        ge=1,
+    )
     db_statement_timeout_ms: int = setting(
         10_000,
         """Milliseconds before PostgreSQL cancels a statement (0 = never); below gunicorn's
