@@ -39,15 +39,18 @@ bind = [env.bind]
 # --- Worker processes ------------------------------------------------------------------
 # sync: one request per process, the safe default. gevent: many concurrent requests per
 # process for I/O-bound work (requires cooperative libraries; psycopg2 is made cooperative
-# in post_fork). gthread: a thread pool per process. GUNICORN_WORKER_CLASS.
-worker_class = env.gunicorn_worker_class
+# in post_fork), run by the chassis's subclass of gunicorn's worker, which stops without
+# waiting out graceful_timeout for idle keep-alive connections (chassis/gevent_worker.py).
+# gthread: a thread pool per process. GUNICORN_WORKER_CLASS.
+worker_class_name = env.gunicorn_worker_class
+worker_class = server.WORKER_CLASSES[worker_class_name]
 
 # Off by default. Under gevent it is always off: preloading imports the app (and psycopg2,
 # ssl, threading) in the master, before gevent patches each worker; the refusal is logged
 # when the server is ready. GUNICORN_PRELOAD. Choose the worker class with
 # GUNICORN_WORKER_CLASS, not GUNICORN_CMD_ARGS: this file cannot see the latter.
 preload_requested = env.gunicorn_preload
-preload_refused = preload_requested and worker_class == "gevent"
+preload_refused = preload_requested and worker_class_name == "gevent"
 preload_app = preload_requested and not preload_refused
 
 # Processes. Default from the CPUs this process may use (container quota included):
@@ -55,10 +58,10 @@ preload_app = preload_requested and not preload_refused
 # (concurrency comes from greenlets). WEB_CONCURRENCY, the name platforms already set.
 cpus = server.available_cpus()
 per_class = {"sync": 2 * cpus + 1, "gthread": cpus + 1, "gevent": cpus}
-workers = env.web_concurrency or per_class[worker_class]
+workers = env.web_concurrency or per_class[worker_class_name]
 
 # Threads per gthread worker (ignored by sync and gevent). GUNICORN_THREADS.
-threads = env.gunicorn_threads or (4 if worker_class == "gthread" else 1)
+threads = env.gunicorn_threads or (4 if worker_class_name == "gthread" else 1)
 
 # Concurrent requests per gevent worker. 50, not gunicorn's 1000: each in-flight request may
 # hold a database connection. Under gevent each worker's pool defaults to this size with no

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ from chassis.responses import envelope_body
 from chassis.scheduler.runner import Scheduler, load_registry
 from chassis.settings import Settings, current_settings, use_settings
 from chassis.tracking import current_tracking_id, new_tracking_id
+
+# What gunicorn.conf.py gives gunicorn for each GUNICORN_WORKER_CLASS.
+WORKER_CLASSES = {
+    "sync": "sync",
+    "gthread": "gthread",
+    # gunicorn's gevent worker waits out graceful_timeout for idle keep-alive connections.
+    "gevent": "chassis.gevent_worker.GeventWorker",
+}
 
 
 def available_cpus() -> int:
@@ -118,11 +127,18 @@ def use_json_error_pages(tracking_header: str) -> None:
 # --- Hooks (gunicorn.conf.py assigns them) ---------------------------------------------
 
 
+def is_gevent(worker: Any) -> bool:
+    """Whether `worker` is one of gunicorn's gevent workers (ours or a class of its own)."""
+    # The master imported the worker's module to load its class; a sync master never did.
+    ggevent = sys.modules.get("gunicorn.workers.ggevent")
+    return ggevent is not None and isinstance(worker, ggevent.GeventWorker)
+
+
 def prepare_worker(server: Any, worker: Any) -> None:
     """post_fork, in each worker: JSON error pages; under gevent, a cooperative psycopg2."""
     settings = current_settings()  # the master's, inherited through fork
     use_json_error_pages(settings.tracking_id_header)
-    if server.cfg.worker_class_str == "gevent":
+    if is_gevent(worker):
         # Before the app is loaded, which builds its pool from this process's settings.
         use_settings(settings.for_greenlets(server.cfg.worker_connections))
         if server.cfg.preload_app:

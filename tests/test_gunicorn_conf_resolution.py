@@ -60,7 +60,7 @@ def test_empty_environment_resolves_to_the_documented_defaults() -> None:
         ),
         pytest.param(
             {"GUNICORN_WORKER_CLASS": "gevent", "GUNICORN_WORKER_CONNECTIONS": "20"},
-            {"worker_class": "gevent", "worker_connections": 20},
+            {"worker_class": "chassis.gevent_worker.GeventWorker", "worker_connections": 20},
             id="gevent-worker-connections",
         ),
         pytest.param(

@@ -1,0 +1,216 @@
+"""chassis/gevent_worker.py under real gunicorn, alone and behind real nginx with upstream
+keepalive: an idle keep-alive connection never holds a stopping worker for the graceful
+timeout, on SIGTERM, on a HUP reload under load, or on a max_requests recycle under load.
+
+GUNICORN_GRACEFUL_TIMEOUT stays at its default (30 s), so a worker parked by an idle
+connection is plain to see against the 3 s each test allows. Every server listens on
+127.0.0.1; every load is a few threads, bounded in time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.processes import Gunicorn, base_env, free_port, get, wait_until
+from tests.proxy import NGINX_DIR, Nginx, template_env
+
+SLEEPY = "tests.apps.sleepy:app"
+STOP_BOUND_S = 3.0
+# The server name the templates are rendered with (tests/proxy.py); nginx drops others.
+HOST = {"Host": "kit.test"}
+
+
+def serve(directory: Path, worker_class: str, **env: str) -> Gunicorn:
+    """The test app under gunicorn.conf.py with `worker_class` and `env`, JSON logs."""
+    values = {
+        "GUNICORN_WORKER_CLASS": worker_class,
+        "WEB_CONCURRENCY": "2",
+        "LOG_FORMAT": "json",
+        "DATABASE_URL": f"sqlite:///{directory / 'app.db'}",
+        **env,
+    }
+    return Gunicorn(directory, base_env(**values), args=[SLEEPY]).start()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Any]]:
+    """Servers a test starts, stopped afterwards whatever happened (nginx last)."""
+    servers: list[Any] = []
+    yield servers
+    for server in reversed(servers):
+        if isinstance(server, Gunicorn):
+            server.stop(signal.SIGKILL)
+        else:
+            server.stop()
+
+
+def behind_nginx(started: list[Any], tmp_path: Path, **env: str) -> tuple[Gunicorn, Nginx]:
+    """A gevent gunicorn and the kit's nginx (upstream keepalive on) in front of it."""
+    (tmp_path / "gunicorn").mkdir()
+    upstream = serve(tmp_path / "gunicorn", "gevent", **env)
+    started.append(upstream)
+    variables = template_env(upstream.port, free_port())
+    proxy = Nginx(tmp_path / "nginx", NGINX_DIR / "templates" / "kit.conf.template", variables)
+    started.append(proxy.start())
+    return upstream, proxy
+
+
+def stop_seconds(server: Gunicorn) -> float:
+    """Send SIGTERM; return the seconds until the master exited 0."""
+    begun = time.monotonic()
+    assert server.stop(signal.SIGTERM, timeout=40) == 0
+    return time.monotonic() - begun
+
+
+def lines_with(server: Gunicorn, text: str) -> list[dict[str, Any]]:
+    """The server's JSON error-log lines whose message contains `text`."""
+    return [line for line in server.json_lines("stderr") if text in line.get("message", "")]
+
+
+def when(line: dict[str, Any]) -> dt.datetime:
+    """A log line's time."""
+    return dt.datetime.fromisoformat(line["@timestamp"])
+
+
+def worker_pids(server: Gunicorn) -> set[int]:
+    """Every worker that has booted so far."""
+    return {int(line["process"]) for line in lines_with(server, "Worker ready")}
+
+
+def exited(server: Gunicorn, pid: int) -> dt.datetime | None:
+    """When worker `pid` logged its exit, if it has."""
+    lines = lines_with(server, f"Worker exiting (pid: {pid})")
+    return when(lines[0]) if lines else None
+
+
+class Load:
+    """GET `path` through `port` from a few threads until stopped; every outcome counted."""
+
+    def __init__(self, port: int, path: str, threads: int = 4) -> None:
+        self.port, self.path = port, path
+        self.stopping = threading.Event()
+        self.outcomes: list[int | str] = []
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 30  # bounded even if never stopped
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                self.outcomes.append(get(self.port, self.path, HOST, timeout=10)[0])
+            except OSError as exc:
+                self.outcomes.append(type(exc).__name__)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def open_idle_upstream_connections(port: int) -> None:
+    """Send 40 slow requests through nginx at once: nginx opens an upstream connection for
+    each and keeps them in its keepalive cache (32 per nginx worker). The cache hands out
+    its most recently used connection first, so under the lighter load that follows most of
+    them stay idle."""
+    burst = [
+        threading.Thread(target=get, args=(port, "/test/sleep?s=0.3", HOST)) for _ in range(40)
+    ]
+    for thread in burst:
+        thread.start()
+    for thread in burst:
+        thread.join(10)
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
+def test_an_idle_keepalive_connection_does_not_delay_sigterm(
+    tmp_path: Path, started: list[Any], worker_class: str
+) -> None:
+    """The issue's measurement, direct: one answered request, its connection left open and
+    idle, then SIGTERM. gunicorn's own gevent worker took 30.2 s here."""
+    server = serve(tmp_path, worker_class, WEB_CONCURRENCY="1")
+    started.append(server)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: kit.test\r\n\r\n")
+        assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        took = stop_seconds(server)
+    assert took < STOP_BOUND_S, f"{worker_class}: exit {took:.1f} s after SIGTERM"
+
+
+def test_sigterm_behind_nginx_with_nothing_in_flight_exits_within_3s(
+    tmp_path: Path, started: list[Any], requires_nginx: None
+) -> None:
+    """nginx keeps its upstream connections to both workers open and idle after a burst."""
+    upstream, proxy = behind_nginx(started, tmp_path)
+    for _ in range(20):
+        assert get(proxy.port, "/healthz", HOST)[0] == 200
+    took = stop_seconds(upstream)
+    assert took < STOP_BOUND_S, f"exit {took:.1f} s after SIGTERM"
+
+
+def test_hup_under_load_fails_no_request_and_old_workers_leave_promptly(
+    tmp_path: Path, started: list[Any], requires_nginx: None
+) -> None:
+    """Two clients through nginx while gunicorn reloads, with idle upstream connections
+    open to the old workers: every answer 200, and each old worker exits within 3 s of the
+    last response it sent."""
+    upstream, proxy = behind_nginx(started, tmp_path)
+    old = worker_pids(upstream)
+    assert upstream.proc is not None
+    open_idle_upstream_connections(proxy.port)
+    with Load(proxy.port, "/test/sleep?s=0.05", threads=2) as load:
+        time.sleep(1)
+        upstream.proc.send_signal(signal.SIGHUP)
+        # Long enough for requests on both sides of the reload; too short for the load to
+        # reach every idle connection nginx holds to the old workers.
+        time.sleep(0.5)
+    wait_until(lambda: all(exited(upstream, pid) for pid in old), 10, upstream.stderr)
+    assert load.outcomes.count(200) == len(load.outcomes) > 20, set(load.outcomes)
+    access = upstream.json_lines("stdout")
+    for pid in old:
+        last_response = max(when(line) for line in access if line["process"] == pid)
+        gone = exited(upstream, pid)
+        assert gone is not None
+        lingered = (gone - last_response).total_seconds()
+        assert lingered < STOP_BOUND_S, f"worker {pid} lingered {lingered:.1f} s"
+    assert not lines_with(upstream, "graceful timeout")
+
+
+def test_max_requests_recycles_under_load_without_parking_a_worker(
+    tmp_path: Path, started: list[Any], requires_nginx: None
+) -> None:
+    """A worker recycles after 40 requests under load through nginx, with idle upstream
+    connections open: every answer 200, and it exits within 3 s of deciding to (no wait
+    for the graceful timeout, during which it would accept nothing)."""
+    upstream, proxy = behind_nginx(
+        started, tmp_path, GUNICORN_MAX_REQUESTS="40", GUNICORN_MAX_REQUESTS_JITTER="0"
+    )
+    open_idle_upstream_connections(proxy.port)
+    with Load(proxy.port, "/test/sleep?s=0.01", threads=2) as load:
+        # The load stops right after a recycle, before it reaches every idle connection.
+        wait_until(lambda: lines_with(upstream, "Autorestarting"), 20, upstream.stderr)
+    recycles = lines_with(upstream, "Autorestarting")
+    wait_until(
+        lambda: all(exited(upstream, int(line["process"])) for line in recycles),
+        10,
+        upstream.stderr,
+    )
+    for line in recycles:
+        gone = exited(upstream, int(line["process"]))
+        assert gone is not None
+        lingered = (gone - when(line)).total_seconds()
+        assert lingered < STOP_BOUND_S, f"worker {line['process']} lingered {lingered:.1f} s"
+    assert load.outcomes.count(200) == len(load.outcomes), set(load.outcomes)
+    assert not lines_with(upstream, "graceful timeout")
