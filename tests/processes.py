@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -206,3 +207,54 @@ class Gunicorn:
         text = self.stdout() if stream == "stdout" else self.stderr()
         lines = [json.loads(line) for line in text.split("\n") if line.strip()]
         return [line for line in lines if line.get("tracking_id") != PROBE["X-Tracking-ID"]]
+
+
+SLEEPY = "tests.apps.sleepy:app"
+
+
+def serve_test_app(directory: Path, worker_class: str, **env: str) -> Gunicorn:
+    """Start the test app (tests/apps/sleepy.py) under gunicorn.conf.py: `worker_class`,
+    two workers, JSON logs, SQLite in `directory`, and `env` on top."""
+    values = {
+        "GUNICORN_WORKER_CLASS": worker_class,
+        "WEB_CONCURRENCY": "2",
+        "LOG_FORMAT": "json",
+        "DATABASE_URL": f"sqlite:///{directory / 'app.db'}",
+        **env,
+    }
+    return Gunicorn(directory, base_env(**values), args=[SLEEPY]).start()
+
+
+class Load:
+    """GET `path` from 127.0.0.1:`port` on a few threads until stopped (30 s at most);
+    every outcome counted: a status, or the name of the error."""
+
+    def __init__(
+        self,
+        port: int,
+        path: str = "/healthz",
+        threads: int = 4,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.port, self.path, self.headers = port, path, headers
+        self.stopping = threading.Event()
+        self.outcomes: list[int | str] = []
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 30  # bounded even if never stopped
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                self.outcomes.append(get(self.port, self.path, self.headers, timeout=10)[0])
+            except OSError as exc:
+                self.outcomes.append(type(exc).__name__)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()

@@ -21,23 +21,10 @@ from typing import TypeVar
 import pytest
 
 from tests.apps.sleepy import POOL_VARIABLES
-from tests.processes import Gunicorn, base_env, get
+from tests.processes import Gunicorn, Load, base_env, get, serve_test_app
 
-SLEEPY = "tests.apps.sleepy:app"
 T = TypeVar("T")
 WORKER_CLASSES = [pytest.param("sync", id="sync"), pytest.param("gevent", id="gevent")]
-
-
-def serve(tmp_path: Path, worker_class: str, **env: str) -> Gunicorn:
-    """Start the test app under the kit's configuration with `env` on top."""
-    values = {
-        "GUNICORN_WORKER_CLASS": worker_class,
-        "WEB_CONCURRENCY": "2",
-        "LOG_FORMAT": "json",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
-        **env,
-    }
-    return Gunicorn(tmp_path, base_env(**values), args=[SLEEPY]).start()
 
 
 @pytest.fixture
@@ -76,7 +63,7 @@ def test_one_worker_overlaps_postgres_waits_only_under_gevent(
     limit: float | None,
 ) -> None:
     """20 requests each waiting 0.5 s in PostgreSQL: gevent overlaps them, sync queues them."""
-    server = serve(tmp_path, worker_class, WEB_CONCURRENCY="1", DATABASE_URL=postgres_url)
+    server = serve_test_app(tmp_path, worker_class, WEB_CONCURRENCY="1", DATABASE_URL=postgres_url)
     started.append(server)
     begun = time.monotonic()
     statuses = in_parallel(20, lambda _: get(server.port, "/test/pg-sleep?s=0.5", timeout=30)[0])
@@ -94,7 +81,7 @@ def test_sigterm_lets_accepted_requests_finish(
     tmp_path: Path, started: list[Gunicorn], worker_class: str
 ) -> None:
     """Requests in flight at SIGTERM complete with 200; the master exits 0 in time."""
-    server = serve(tmp_path, worker_class, GUNICORN_GRACEFUL_TIMEOUT="10")
+    server = serve_test_app(tmp_path, worker_class, GUNICORN_GRACEFUL_TIMEOUT="10")
     started.append(server)
     in_flight = 2 if worker_class == "sync" else 10
     results: list[int] = []
@@ -115,43 +102,15 @@ def test_sigterm_lets_accepted_requests_finish(
     assert time.monotonic() - begun < 10
 
 
-class Load:
-    """Continuous GET /healthz from a few threads until stopped; counts every outcome."""
-
-    def __init__(self, server: Gunicorn, path: str = "/healthz", threads: int = 4) -> None:
-        self.server, self.path = server, path
-        self.stop_event = threading.Event()
-        self.outcomes: list[int | str] = []
-        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 30  # bounded even if never stopped
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            try:
-                self.outcomes.append(get(self.server.port, self.path, timeout=10)[0])
-            except OSError as exc:
-                self.outcomes.append(type(exc).__name__)
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join()
-
-
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
 def test_sighup_under_load_fails_no_request(
     tmp_path: Path, started: list[Gunicorn], worker_class: str
 ) -> None:
     """Reloading the workers while requests keep coming loses none of them."""
-    server = serve(tmp_path, worker_class)
+    server = serve_test_app(tmp_path, worker_class)
     started.append(server)
     before = worker_pids(server)
-    with Load(server) as load:
+    with Load(server.port) as load:
         time.sleep(0.5)
         assert server.proc is not None
         server.proc.send_signal(signal.SIGHUP)
@@ -169,7 +128,7 @@ def test_killed_worker_is_replaced_and_service_continues(
     tmp_path: Path, started: list[Gunicorn], worker_class: str
 ) -> None:
     """SIGKILL of one worker: the master starts another and requests keep succeeding."""
-    server = serve(tmp_path, worker_class)
+    server = serve_test_app(tmp_path, worker_class)
     started.append(server)
     before = worker_pids(server)
     victim = min(before)
@@ -188,7 +147,7 @@ def test_request_past_the_timeout_replaces_the_worker_and_is_named(
     tmp_path: Path, started: list[Gunicorn]
 ) -> None:
     """A sync request running past GUNICORN_TIMEOUT: the worker is replaced, the log names it."""
-    server = serve(tmp_path, "sync", WEB_CONCURRENCY="1", GUNICORN_TIMEOUT="2")
+    server = serve_test_app(tmp_path, "sync", WEB_CONCURRENCY="1", GUNICORN_TIMEOUT="2")
     started.append(server)
     before = worker_pids(server)
     with contextlib.suppress(OSError):  # the connection may just close when the worker dies
@@ -209,7 +168,7 @@ def test_max_requests_with_jitter_fails_no_request(
     tmp_path: Path, started: list[Gunicorn], worker_class: str
 ) -> None:
     """Workers recycled every ~20 requests under load: every request still succeeds."""
-    server = serve(
+    server = serve_test_app(
         tmp_path, worker_class, GUNICORN_MAX_REQUESTS="20", GUNICORN_MAX_REQUESTS_JITTER="5"
     )
     started.append(server)
@@ -223,7 +182,7 @@ def test_access_log_is_json_and_carries_the_response_tracking_id(
     tmp_path: Path, started: list[Gunicorn], worker_class: str
 ) -> None:
     """Odd paths, queries and user agents still give one JSON line with the right id."""
-    server = serve(tmp_path, worker_class)
+    server = serve_test_app(tmp_path, worker_class)
     started.append(server)
     # http.client sends header text as latin-1; this sends the UTF-8 bytes of "café".
     agent = 'agent "quoted" \\ back\tslash caf\u00e9'.encode().decode("latin-1")
@@ -257,7 +216,7 @@ def test_concurrent_requests_each_keep_their_own_tracking_id(
     tmp_path: Path, started: list[Gunicorn], worker_class: str
 ) -> None:
     """200 concurrent requests with distinct ids: every response and log line has its own."""
-    server = serve(tmp_path, worker_class)
+    server = serve_test_app(tmp_path, worker_class)
     started.append(server)
 
     def call(n: int) -> int:
@@ -292,7 +251,7 @@ def test_requests_gunicorn_rejects_get_the_json_envelope(
     tmp_path: Path, started: list[Gunicorn], worker_class: str, raw: bytes
 ) -> None:
     """Malformed requests never see gunicorn's HTML page: JSON, status and a tracking id."""
-    server = serve(tmp_path, worker_class)
+    server = serve_test_app(tmp_path, worker_class)
     started.append(server)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(raw)
@@ -354,7 +313,7 @@ def test_gevent_worker_pool_matches_worker_connections(
 ) -> None:
     """Each gevent worker's pool holds one connection per possible concurrent request,
     decided from the settings the master read (never written back to the environment)."""
-    server = serve(
+    server = serve_test_app(
         tmp_path, env.pop("GUNICORN_WORKER_CLASS", "gevent"), DATABASE_URL=postgres_url, **env
     )
     started.append(server)
@@ -367,7 +326,7 @@ def test_preload_under_gevent_is_refused_with_a_logged_reason(
     tmp_path: Path, started: list[Gunicorn]
 ) -> None:
     """GUNICORN_PRELOAD=true with gevent: the app is not preloaded, and the log says why."""
-    server = serve(tmp_path, "gevent", GUNICORN_PRELOAD="true")
+    server = serve_test_app(tmp_path, "gevent", GUNICORN_PRELOAD="true")
     started.append(server)
     messages = [line["message"] for line in server.json_lines("stderr")]
     assert any(m.startswith("GUNICORN_PRELOAD ignored") for m in messages)

@@ -20,25 +20,12 @@ from typing import Any
 
 import pytest
 
-from tests.processes import Gunicorn, base_env, free_port, get, wait_until
+from tests.processes import Gunicorn, Load, free_port, get, serve_test_app, wait_until
 from tests.proxy import NGINX_DIR, Nginx, template_env
 
-SLEEPY = "tests.apps.sleepy:app"
 STOP_BOUND_S = 3.0
 # The server name the templates are rendered with (tests/proxy.py); nginx drops others.
 HOST = {"Host": "kit.test"}
-
-
-def serve(directory: Path, worker_class: str, **env: str) -> Gunicorn:
-    """The test app under gunicorn.conf.py with `worker_class` and `env`, JSON logs."""
-    values = {
-        "GUNICORN_WORKER_CLASS": worker_class,
-        "WEB_CONCURRENCY": "2",
-        "LOG_FORMAT": "json",
-        "DATABASE_URL": f"sqlite:///{directory / 'app.db'}",
-        **env,
-    }
-    return Gunicorn(directory, base_env(**values), args=[SLEEPY]).start()
 
 
 @pytest.fixture
@@ -56,7 +43,7 @@ def started() -> Iterator[list[Any]]:
 def behind_nginx(started: list[Any], tmp_path: Path, **env: str) -> tuple[Gunicorn, Nginx]:
     """A gevent gunicorn and the kit's nginx (upstream keepalive on) in front of it."""
     (tmp_path / "gunicorn").mkdir()
-    upstream = serve(tmp_path / "gunicorn", "gevent", **env)
+    upstream = serve_test_app(tmp_path / "gunicorn", "gevent", **env)
     started.append(upstream)
     variables = template_env(upstream.port, free_port())
     proxy = Nginx(tmp_path / "nginx", NGINX_DIR / "templates" / "kit.conf.template", variables)
@@ -92,34 +79,6 @@ def exited(server: Gunicorn, pid: int) -> dt.datetime | None:
     return when(lines[0]) if lines else None
 
 
-class Load:
-    """GET `path` through `port` from a few threads until stopped; every outcome counted."""
-
-    def __init__(self, port: int, path: str, threads: int = 4) -> None:
-        self.port, self.path = port, path
-        self.stopping = threading.Event()
-        self.outcomes: list[int | str] = []
-        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 30  # bounded even if never stopped
-        while not self.stopping.is_set() and time.monotonic() < deadline:
-            try:
-                self.outcomes.append(get(self.port, self.path, HOST, timeout=10)[0])
-            except OSError as exc:
-                self.outcomes.append(type(exc).__name__)
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join()
-
-
 def open_idle_upstream_connections(port: int) -> None:
     """Send 40 slow requests through nginx at once: nginx opens an upstream connection for
     each and keeps them in its keepalive cache (32 per nginx worker). The cache hands out
@@ -140,7 +99,7 @@ def test_an_idle_keepalive_connection_does_not_delay_sigterm(
 ) -> None:
     """The issue's measurement, direct: one answered request, its connection left open and
     idle, then SIGTERM. gunicorn's own gevent worker took 30.2 s here."""
-    server = serve(tmp_path, worker_class, WEB_CONCURRENCY="1")
+    server = serve_test_app(tmp_path, worker_class, WEB_CONCURRENCY="1")
     started.append(server)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
         client.sendall(b"GET /healthz HTTP/1.1\r\nHost: kit.test\r\n\r\n")
@@ -170,7 +129,7 @@ def test_hup_under_load_fails_no_request_and_old_workers_leave_promptly(
     old = worker_pids(upstream)
     assert upstream.proc is not None
     open_idle_upstream_connections(proxy.port)
-    with Load(proxy.port, "/test/sleep?s=0.05", threads=2) as load:
+    with Load(proxy.port, "/test/sleep?s=0.05", threads=2, headers=HOST) as load:
         time.sleep(1)
         upstream.proc.send_signal(signal.SIGHUP)
         # Long enough for requests on both sides of the reload; too short for the load to
@@ -198,9 +157,9 @@ def test_max_requests_recycles_under_load_without_parking_a_worker(
         started, tmp_path, GUNICORN_MAX_REQUESTS="40", GUNICORN_MAX_REQUESTS_JITTER="0"
     )
     open_idle_upstream_connections(proxy.port)
-    with Load(proxy.port, "/test/sleep?s=0.01", threads=2) as load:
+    with Load(proxy.port, "/test/sleep?s=0.01", threads=2, headers=HOST) as load:
         # The load stops right after a recycle, before it reaches every idle connection.
-        wait_until(lambda: lines_with(upstream, "Autorestarting"), 20, upstream.stderr)
+        wait_until(lambda: bool(lines_with(upstream, "Autorestarting")), 20, upstream.stderr)
     recycles = lines_with(upstream, "Autorestarting")
     wait_until(
         lambda: all(exited(upstream, int(line["process"])) for line in recycles),
