@@ -185,3 +185,29 @@ class Nginx:
         """Every access log line, parsed as JSON (fails on the first line that is not)."""
         text = self.access_log.read_text() if self.access_log.exists() else ""
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class ConfdNginx(Nginx):
+    """One nginx master serving files placed in conf.d as they are, nothing rendered: a server
+    block shipped inside a Kubernetes ConfigMap, mounted where an image includes conf.d/*.conf
+    inside http {} (the official images and Debian's stock file alike)."""
+
+    def __init__(self, workdir: Path, files: dict[str, str], port: int) -> None:
+        # No template and no variables: the parent's configure() is replaced below.
+        self.dir = workdir
+        self.files = files
+        self.port = port
+        self.access_log = workdir / "log" / "access.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def configure(self) -> subprocess.CompletedProcess[str]:
+        """Copy the stock /etc/nginx, put the files in conf.d, drop the default site (it
+        would listen on port 80), run `nginx -t`."""
+        etc = self.dir / "etc"
+        shutil.copytree(STOCK_DIR, etc, symlinks=True, dirs_exist_ok=True)
+        for name, text in self.files.items():
+            (etc / "conf.d" / name).write_text(text)
+        (etc / "sites-enabled" / "default").unlink(missing_ok=True)
+        for private in ("run", "log", "lib"):
+            (self.dir / private).mkdir(exist_ok=True)
+        return self.nginx("-t")

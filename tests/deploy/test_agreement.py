@@ -38,15 +38,15 @@ PROXY_FIX = {
 SECRETS = {"SECRET_KEY": "s" * 40, "DATABASE_URL": "sqlite:///agreement.db"}
 
 
-def kubernetes_object(kind: str) -> dict[str, Any]:
-    """The one object of `kind` in deploy/kubernetes/."""
+def kubernetes_object(kind: str, name: str = "kit") -> dict[str, Any]:
+    """The app's object of `kind` (named kit) in deploy/kubernetes/."""
     found = [
         doc
         for path in KUBERNETES.glob("*.yaml")
         for doc in yaml_documents(path.read_text())
-        if doc.get("kind") == kind
+        if doc.get("kind") == kind and doc["metadata"]["name"] == name
     ]
-    assert len(found) == 1, f"{len(found)} {kind} objects"
+    assert len(found) == 1, f"{len(found)} {kind} objects named {name}"
     return found[0]
 
 

@@ -1,6 +1,7 @@
 """deploy/kubernetes/: every manifest is valid Kubernetes, the kustomization builds, and the
 numbers and settings the kit promises (probes, graceful stop, sandboxing, ingress limits,
-migrations, placeholder secrets) are what the manifests say.
+migrations, placeholder secrets, network policies, the error backend) are what the manifests
+say. The error backend's nginx configuration runs under real nginx.
 
 kubernetes-validate checks against the JSON schemas it ships (no cluster, no network);
 `kubectl kustomize` needs no cluster either.
@@ -8,18 +9,24 @@ kubernetes-validate checks against the JSON schemas it ships (no cluster, no net
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import pytest
 
 from chassis.health import READINESS_TIMEOUT_S
+from chassis.responses import envelope_body
 from chassis.settings import ServerSettings, Settings, SettingsError
 from tests.conftest import require_service
-from tests.deploy.files import yaml_documents, yaml_file
-from tests.processes import ROOT, base_env
+from tests.deploy.files import compose_services, yaml_documents, yaml_file
+from tests.nginx.test_kit_conf import ONE_MIB, send
+from tests.processes import ROOT, base_env, free_port
+from tests.proxy import ConfdNginx
 
 BASE = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VALIDATE = ROOT / ".venv" / "bin" / "kubernetes-validate"
@@ -41,6 +48,17 @@ def load(name: str) -> dict[str, Any]:
     return yaml_file(BASE / name)
 
 
+def documents(name: str) -> list[dict[str, Any]]:
+    """Every object of a manifest file (errors.yaml and networkpolicy.yaml hold several)."""
+    return yaml_documents((BASE / name).read_text())
+
+
+def find(name: str, kind: str) -> dict[str, Any]:
+    """The one object of `kind` in the manifest file `name`."""
+    (found,) = [document for document in documents(name) if document["kind"] == kind]
+    return found
+
+
 def resources() -> list[str]:
     """The files kustomization.yaml lists as resources."""
     listed: list[str] = load("kustomization.yaml")["resources"]
@@ -54,10 +72,23 @@ def gunicorn_default(name: str) -> int:
     return default
 
 
+def workload(name: str) -> dict[str, Any]:
+    """The one Deployment or Job in the manifest file `name`."""
+    (found,) = [d for d in documents(name) if d["kind"] in {"Deployment", "Job"}]
+    return found
+
+
 def pod_spec(name: str) -> dict[str, Any]:
-    """The pod template's spec of a workload manifest (deployment.yaml, migration-job.yaml)."""
-    spec: dict[str, Any] = load(name)["spec"]["template"]["spec"]
+    """The pod template's spec of a workload manifest (deployment.yaml, migration-job.yaml,
+    errors.yaml)."""
+    spec: dict[str, Any] = workload(name)["spec"]["template"]["spec"]
     return spec
+
+
+def pod_labels(name: str) -> dict[str, str]:
+    """The labels a workload manifest puts on its pods."""
+    labels: dict[str, str] = workload(name)["spec"]["template"]["metadata"]["labels"]
+    return labels
 
 
 def container(name: str) -> dict[str, Any]:
@@ -71,6 +102,8 @@ WORKLOADS = [
     pytest.param("deployment.yaml", id="web-pods"),
     pytest.param("migration-job.yaml", id="migration-job"),
 ]
+# Every pod the kit runs, the error backend's nginx included: sandboxed alike.
+SANDBOXED = [*WORKLOADS, pytest.param("errors.yaml", id="error-backend")]
 
 
 # --- Valid, complete, buildable ----------------------------------------------------------
@@ -117,15 +150,16 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.usefixtures("needs_kubectl")
 def test_kustomization_builds_every_resource() -> None:
-    """kubectl kustomize renders one object per resource file."""
+    """kubectl kustomize renders every object of every resource file."""
     kinds = sorted(document["kind"] for document in kustomize(BASE))
-    expected = sorted(load(name)["kind"] for name in resources())
+    expected = sorted(document["kind"] for name in resources() for document in documents(name))
     assert kinds == expected
 
 
 @pytest.mark.usefixtures("needs_kubectl")
 def test_one_image_override_sets_web_and_migration_images(tmp_path: Path) -> None:
-    """The kustomization's `images:` entry retags the web pods and the migration Job alike."""
+    """The kustomization's `images:` entry retags the web pods and the migration Job alike,
+    and leaves the error backend's nginx alone."""
     copy = tmp_path / "kubernetes"
     shutil.copytree(BASE, copy)
     kustomization = copy / "kustomization.yaml"
@@ -134,11 +168,17 @@ def test_one_image_override_sets_web_and_migration_images(tmp_path: Path) -> Non
     kustomization.write_text(text.replace("newTag: 0.1.0", "newTag: 9.9.9"))
 
     images = {
-        document["kind"]: [c["image"] for c in document["spec"]["template"]["spec"]["containers"]]
+        document["metadata"]["name"]: [
+            c["image"] for c in document["spec"]["template"]["spec"]["containers"]
+        ]
         for document in kustomize(copy)
         if document["kind"] in {"Deployment", "Job"}
     }
-    assert images == {"Deployment": [f"{IMAGE}:9.9.9"], "Job": [f"{IMAGE}:9.9.9"]}
+    assert images == {
+        "kit": [f"{IMAGE}:9.9.9"],
+        "kit-migrate": [f"{IMAGE}:9.9.9"],
+        "kit-errors": [compose_services()["nginx"]["image"]],
+    }
 
 
 # --- Probes and graceful shutdown ---------------------------------------------------------
@@ -232,7 +272,7 @@ def test_pod_runs_as_the_image_user(name: str) -> None:
     }
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", SANDBOXED)
 def test_container_is_read_only_without_privileges(name: str) -> None:
     """No privilege escalation, no capabilities, a read-only root file system."""
     assert container(name)["securityContext"] == {
@@ -242,15 +282,15 @@ def test_container_is_read_only_without_privileges(name: str) -> None:
     }
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", SANDBOXED)
 def test_tmp_is_a_writable_empty_dir(name: str) -> None:
-    """/tmp is an emptyDir, the one writable path beside /dev/shm."""
+    """/tmp is an emptyDir, writable on the read-only root file system."""
     mounts = {m["mountPath"]: m["name"] for m in container(name)["volumeMounts"]}
     volumes = {v["name"]: v for v in pod_spec(name)["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", SANDBOXED)
 def test_resources_are_requested_and_limited(name: str) -> None:
     """CPU and memory have requests (scheduling, the HPA) and limits."""
     resources = container(name)["resources"]
@@ -364,3 +404,340 @@ def test_image_placeholder_is_the_kustomization_image() -> None:
     """The manifests' image name is the one kustomization.yaml's `images:` overrides."""
     (override,) = load("kustomization.yaml")["images"]
     assert container("deployment.yaml")["image"].rsplit(":", 1)[0] == override["name"] == IMAGE
+
+
+# --- Network policies ---------------------------------------------------------------------
+
+# The peers the policies name, written out: one namespace selector for the controller, and for
+# DNS one peer holding both selectors (the kube-dns pods *in* kube-system; two peers would
+# mean either).
+INGRESS_CONTROLLER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+}
+FROM_THE_CONTROLLER_ON_HTTP = {
+    "from": [INGRESS_CONTROLLER],
+    "ports": [{"protocol": "TCP", "port": "http"}],
+}
+TO_THE_DATABASE = {"ports": [{"protocol": "TCP", "port": 5432}]}
+TO_DNS = {
+    "to": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
+
+
+def network_policies() -> dict[str, dict[str, Any]]:
+    """Every NetworkPolicy of the kustomization, by name."""
+    return {
+        document["metadata"]["name"]: document
+        for name in resources()
+        for document in documents(name)
+        if document["kind"] == "NetworkPolicy"
+    }
+
+
+def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether the policy's podSelector matches pods with `labels` (matchLabels only)."""
+    selector = policy["spec"]["podSelector"]
+    assert list(selector) == ["matchLabels"], "only matchLabels is read here"
+    wanted: dict[str, str] = selector["matchLabels"]
+    return wanted.items() <= labels.items()
+
+
+def test_each_policy_selects_exactly_one_workloads_pods() -> None:
+    """Each NetworkPolicy's podSelector matches the pods of one workload, and every workload
+    of the kustomization has one: a selector that matched nothing would leave pods open."""
+    workloads = [
+        name
+        for name in resources()
+        if any(
+            d["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"} for d in documents(name)
+        )
+    ]
+    selected = {
+        policy: [name for name in workloads if selects(document, pod_labels(name))]
+        for policy, document in network_policies().items()
+    }
+    assert selected == {
+        "kit": ["deployment.yaml"],
+        "kit-migrate": ["migration-job.yaml"],
+        "kit-errors": ["errors.yaml"],
+    }
+    assert sorted(name for names in selected.values() for name in names) == sorted(workloads)
+
+
+@pytest.mark.parametrize(
+    ("policy", "allowed_in", "allowed_out"),
+    [
+        pytest.param(
+            "kit", [FROM_THE_CONTROLLER_ON_HTTP], [TO_THE_DATABASE, TO_DNS], id="web-pods"
+        ),
+        pytest.param("kit-migrate", [], [TO_THE_DATABASE, TO_DNS], id="migration-job"),
+        pytest.param("kit-errors", [FROM_THE_CONTROLLER_ON_HTTP], [], id="error-backend"),
+    ],
+)
+def test_policy_allows_only_these_peers_and_ports(
+    policy: str, allowed_in: list[dict[str, Any]], allowed_out: list[dict[str, Any]]
+) -> None:
+    """Isolated both ways; in only from the controller's namespace on "http", out only to the
+    database and DNS (the error backend: nowhere)."""
+    spec = network_policies()[policy]["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec.get("ingress", []) == allowed_in
+    assert spec.get("egress", []) == allowed_out
+
+
+@pytest.mark.parametrize(
+    ("name", "service_file"),
+    [
+        pytest.param("deployment.yaml", "service.yaml", id="web-pods"),
+        pytest.param("errors.yaml", "errors.yaml", id="error-backend"),
+    ],
+)
+def test_policy_port_http_is_the_port_the_service_targets(name: str, service_file: str) -> None:
+    """The named port the policy opens to the controller ("http") is a port of the
+    workload's container, the one its Service sends to."""
+    assert find(service_file, "Service")["spec"]["ports"][0]["targetPort"] == "http"
+    assert "http" in {port["name"] for port in container(name)["ports"]}
+
+
+def test_database_rule_is_the_database_urls_port() -> None:
+    """The egress port for PostgreSQL is the one DATABASE_URL (secret.yaml) connects to."""
+    url = load("secret.yaml")["stringData"]["DATABASE_URL"]
+    assert urlsplit(url).port == TO_THE_DATABASE["ports"][0]["port"] == 5432
+
+
+# --- The error backend: manifests ---------------------------------------------------------
+
+# What the backend answers for each code the Ingress hands it, in nginx/kit/http.conf's words.
+ERROR_MESSAGES = {
+    413: "request body is over the 1 MiB limit",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+}
+INGRESS_ANNOTATION = "nginx.ingress.kubernetes.io/"
+
+
+def error_server_conf() -> str:
+    """errors.conf, the error backend's nginx configuration, from its ConfigMap."""
+    conf: str = find("errors.yaml", "ConfigMap")["data"]["errors.conf"]
+    return conf
+
+
+def test_ingress_hands_its_own_errors_to_the_error_backend() -> None:
+    """The Ingress sends the codes the backend answers to the backend's Service, and leaves
+    the app's own answers alone."""
+    annotations = load("ingress.yaml")["metadata"]["annotations"]
+    codes = [
+        int(code) for code in annotations[f"{INGRESS_ANNOTATION}custom-http-errors"].split(",")
+    ]
+    assert codes == sorted(ERROR_MESSAGES)
+    assert (
+        annotations[f"{INGRESS_ANNOTATION}default-backend"]
+        == find("errors.yaml", "Service")["metadata"]["name"]
+    )
+    assert annotations[f"{INGRESS_ANNOTATION}disable-proxy-intercept-errors"] == "true"
+
+
+def test_error_messages_are_the_kit_nginxs() -> None:
+    """Each message is the one nginx/kit/http.conf writes for the same status, and the 413's
+    limit is the Ingress's proxy-body-size."""
+    http_conf = (ROOT / "nginx" / "kit" / "http.conf").read_text()
+    block = http_conf.split("map $status $kit_error_msg {", 1)[1].split("}", 1)[0]
+    kit_messages = {
+        int(code): msg for code, msg in re.findall(r'^\s*(\d{3})\s+"([^"]*)";', block, re.M)
+    }
+    assert {code: kit_messages[code] for code in ERROR_MESSAGES} == ERROR_MESSAGES
+    body_size = load("ingress.yaml")["metadata"]["annotations"][
+        f"{INGRESS_ANNOTATION}proxy-body-size"
+    ]
+    assert re.fullmatch(r"\d+m", body_size), body_size
+    assert f"over the {body_size.removesuffix('m')} MiB limit" in ERROR_MESSAGES[413]
+
+
+def test_error_backend_image_is_composes_pinned_nginx() -> None:
+    """The backend runs the nginx image compose.yaml runs, pinned to a version tag."""
+    image = container("errors.yaml")["image"]
+    assert image == compose_services()["nginx"]["image"]
+    assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+[\w.-]*", image), image
+
+
+def test_error_backend_runs_as_the_images_user_without_api_access() -> None:
+    """nginx runs as the image's UID/GID 101, never root, with no service account token and
+    no Service variables."""
+    spec = pod_spec("errors.yaml")
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 101,
+        "runAsGroup": 101,
+        "fsGroup": 101,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert (spec["automountServiceAccountToken"], spec["enableServiceLinks"]) == (False, False)
+
+
+def test_error_backend_probes_use_a_port_the_service_does_not_expose() -> None:
+    """Readiness and liveness ask /healthz on the probe port; the Service exposes only the
+    error port, where every path is an error."""
+    probed = container("errors.yaml")
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert probed[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = find("errors.yaml", "Service")["spec"]["ports"]
+    assert [port["targetPort"] for port in ports] == ["http"]
+
+
+def test_error_server_listens_on_the_container_ports() -> None:
+    """errors.conf listens on the container's ports "http" and "health", nothing else."""
+    ports = {port["name"]: port["containerPort"] for port in container("errors.yaml")["ports"]}
+    listens = re.findall(r"^\s*listen\s+([^;]+);", error_server_conf(), re.M)
+    assert sorted(listens) == sorted(str(ports[name]) for name in ("http", "health"))
+
+
+def test_error_backend_keeps_two_pods_through_drains() -> None:
+    """Two pods, and its PodDisruptionBudget evicts one at a time: with none ready the
+    controller's own 404 page would replace every error."""
+    assert workload("errors.yaml")["spec"]["replicas"] == 2
+    budget = find("errors.yaml", "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert budget["selector"]["matchLabels"] == pod_labels("errors.yaml")
+    assert find("errors.yaml", "Service")["spec"]["selector"] == pod_labels("errors.yaml")
+
+
+# --- The error backend under real nginx ---------------------------------------------------
+
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+class ErrorBackend(NamedTuple):
+    """The running error server's ports on 127.0.0.1."""
+
+    errors: int  # the controller's: the Service's port "http"
+    health: int  # the kubelet's
+
+
+@pytest.fixture(scope="module")
+def error_backend(
+    requires_nginx: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ErrorBackend]:
+    """errors.conf as its ConfigMap holds it, in conf.d under Debian's stock nginx.conf (as the
+    image includes it: inside http {}), with only its listen ports moved to 127.0.0.1."""
+    ports = {port["name"]: port["containerPort"] for port in container("errors.yaml")["ports"]}
+    backend = ErrorBackend(errors=free_port(), health=free_port())
+    conf = error_server_conf()
+    for name, port in (("http", backend.errors), ("health", backend.health)):
+        listen = f"listen {ports[name]};"
+        assert conf.count(listen) == 1, listen
+        conf = conf.replace(listen, f"listen 127.0.0.1:{port};")
+    server = ConfdNginx(tmp_path_factory.mktemp("errors"), {"errors.conf": conf}, backend.errors)
+    server.start()
+    yield backend
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("x_code", "status"),
+    [
+        pytest.param("413", 413, id="413-body-over-the-limit"),
+        pytest.param("502", 502, id="502-pod-refused"),
+        pytest.param("503", 503, id="503-no-ready-pod"),
+        pytest.param("504", 504, id="504-connect-timed-out"),
+        pytest.param("500", 503, id="unlisted-code-is-503"),
+        pytest.param(None, 503, id="no-x-code-is-503"),
+    ],
+)
+def test_error_backend_answers_each_code_with_its_envelope(
+    error_backend: ErrorBackend, x_code: str | None, status: int
+) -> None:
+    """The status named in X-Code, as the app's envelope: JSON, never stored, the controller's
+    X-Request-ID as its id; any other X-Code, or none, is a 503.
+
+    What differs from a cluster (no controller runs here: no cluster, no registry): requests
+    come straight from the test with the headers the controller sets, not from its
+    `@custom_..._<code>` location (which sends the path `/` and keeps the method) or, while
+    the app has no ready pod, its own location (the client's path, X-Code 503); nginx is
+    Debian's 1.22 under Debian's stock nginx.conf, not the image's 1.28 under its own (both
+    include conf.d/*.conf inside http {}), running as root with www-data workers instead of
+    UID 101 on a read-only root file system, without the image's entrypoint scripts; its
+    ports are 127.0.0.1's free ones instead of 8080 and 8081. That the controller passes
+    this answer on unchanged (`error_page <code> = @custom...`: status, headers and body) is
+    ingress-nginx's documented behaviour, not exercised here.
+    """
+    headers = {"X-Request-ID": "req-1", **({"X-Code": x_code} if x_code else {})}
+    answer = send(error_backend.errors, "GET", "/", headers)
+    assert answer.status == status
+    assert answer.header("Content-Type") == "application/json"
+    assert answer.header("Cache-Control") == "no-store"
+    assert answer.header("X-Content-Type-Options") == "nosniff"
+    assert answer.header("X-Tracking-ID") == "req-1"
+    expected = envelope_body(status, ERROR_MESSAGES[status], None, "req-1")
+    assert list(answer.json().items()) == list(expected.items())
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"X-Request-ID": "req-1"}, "req-1", id="controller-request-id"),
+        pytest.param(
+            {"X-Request-ID": "req-1", "X-Tracking-ID": "client:42"}, "client:42", id="client-id"
+        ),
+        pytest.param(
+            {"X-Request-ID": "req-1", "X-Tracking-ID": "has space"}, "req-1", id="invalid-client-id"
+        ),
+    ],
+)
+def test_error_envelope_keeps_the_requests_id(
+    error_backend: ErrorBackend, headers: dict[str, str], expected: str
+) -> None:
+    """A valid X-Tracking-ID (the client's, as the app reads it) wins, else the controller's
+    X-Request-ID; header and body agree."""
+    answer = send(error_backend.errors, "GET", "/", {"X-Code": "502", **headers})
+    assert (answer.header("X-Tracking-ID"), answer.json()["tracking_id"]) == (expected, expected)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-id"),
+        pytest.param({"X-Request-ID": "x" * 129}, id="request-id-too-long"),
+        pytest.param({"X-Request-ID": 'r","code":200,"x":"'}, id="request-id-with-quotes"),
+    ],
+)
+def test_error_envelope_mints_an_id_for_a_missing_or_unsafe_one(
+    error_backend: ErrorBackend, headers: dict[str, str]
+) -> None:
+    """The controller passes a client's X-Request-ID on unchecked; one the app's rule refuses
+    is replaced by nginx's own (32 hex characters), so the body stays the envelope."""
+    answer = send(error_backend.errors, "GET", "/", {"X-Code": "502", **headers})
+    body = answer.json()
+    assert HEX32.fullmatch(str(answer.header("X-Tracking-ID")))
+    assert (body["code"], body["tracking_id"]) == (502, answer.header("X-Tracking-ID"))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("POST", "/api/items", b'{"name": "x"}', id="post"),
+        pytest.param("DELETE", "/api/items/7?force=1", None, id="delete-with-query"),
+        pytest.param("PUT", "/api/items/7", b"x" * (2 * ONE_MIB), id="body-over-1-mib"),
+    ],
+)
+def test_request_forwarded_while_no_pod_is_ready_gets_the_503(
+    error_backend: ErrorBackend, method: str, path: str, body: bytes | None
+) -> None:
+    """While the app has no ready pod the controller forwards the client's own request with
+    X-Code 503: any method, path or body size gets the 503 envelope, never a 405 or 413."""
+    answer = send(error_backend.errors, method, path, {"X-Code": "503"}, body=body)
+    assert answer.status == 503
+    assert answer.json()["msg"] == ERROR_MESSAGES[503]
+
+
+def test_healthz_is_200_on_the_probe_port_only(error_backend: ErrorBackend) -> None:
+    """The kubelet's /healthz answers 200 on the probe port; on the error port /healthz is a
+    client's path like any other, answered with its error."""
+    assert send(error_backend.health, "GET", "/healthz").status == 200
+    assert send(error_backend.errors, "GET", "/healthz", {"X-Code": "503"}).status == 503
