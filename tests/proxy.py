@@ -84,6 +84,7 @@ def template_env(upstream_port: int, port: int, **overrides: str) -> dict[str, s
         "NGINX_RATE_LIMIT": "off",
         "NGINX_RATE": "20r/s",
         "NGINX_BURST": "40",
+        "NGINX_CONN_LIMIT": "100",
         **overrides,
     }
 

@@ -91,6 +91,19 @@ class Stack:
         self.compose("kill", "--signal", "HUP", "nginx")
         wait_until(lambda: self.send("GET", "/healthz")[0] == 200, 10, "nginx does not reach app")
 
+    @contextmanager
+    def recreated(self, service: str, **env: str) -> Iterator[None]:
+        """Run the block with `service` recreated under `env` (added to what compose reads),
+        then recreate it as it was; both times wait until it is healthy."""
+        saved = self.env
+        self.env = {**saved, **env}
+        try:
+            self.compose("up", "--detach", "--wait", "--no-deps", service, timeout=120)
+            yield
+        finally:
+            self.env = saved
+            self.compose("up", "--detach", "--wait", "--no-deps", service, timeout=120)
+
     def container(self, service: str) -> str:
         """The id of the service's container (stopped ones included)."""
         return self.compose("ps", "--all", "--quiet", service).stdout.strip()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -345,6 +346,36 @@ def test_image_healthcheck_fails_once_gunicorn_stops(stack: Stack) -> None:
         wait_until(lambda: health() == "unhealthy", 30, "still healthy with gunicorn stopped")
     finally:
         docker("rm", "--force", name, check=False)
+
+
+def test_slow_uploads_cannot_run_nginx_out_of_memory(stack: Stack) -> None:
+    """150 connections each send a 1 MiB body but its last byte, then stall (nginx waits for
+    it up to client_body_timeout, 30 s): nginx, limited to 128M, is not killed for memory
+    and keeps answering others. NGINX_CONN_LIMIT is raised for the test: from 150
+    addresses the per-address limit would not stop them either."""
+    head = (
+        b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % ONE_MIB
+    )
+    with stack.recreated("nginx", NGINX_CONN_LIMIT="1000"):
+        container = stack.container("nginx")
+        uploads: list[socket.socket] = []
+        try:
+            for _ in range(150):
+                upload = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
+                uploads.append(upload)
+                upload.sendall(head + b" " * (ONE_MIB - 1))
+            status = stack.send("GET", "/healthz")[0]
+            memory = docker("stats", "--no-stream", "--format", "{{.MemUsage}}", container)
+            print(f"nginx holding 150 stalled 1 MiB uploads: {memory.stdout.strip()}")
+        finally:
+            for upload in uploads:
+                upload.close()
+        state = stack.state("nginx")
+        killed = [line for line in stack.compose("logs", "nginx").stdout.splitlines()
+                  if "exited on signal 9" in line]  # fmt: skip
+        assert (status, state["OOMKilled"], killed) == (200, False, [])
+        assert stack.container("nginx") == container
 
 
 def test_database_survives_down_and_up_but_not_down_volumes(stack: Stack) -> None:

@@ -233,23 +233,26 @@ def test_only_nginx_publishes_a_port() -> None:
     assert published == {"nginx": ["${HTTP_PORT:-8080}:8080"]}
 
 
-@pytest.mark.parametrize("name", ["migrate", "app", "nginx"])
+@pytest.mark.parametrize("name", ["migrate", "app"])
 def test_stateless_services_run_read_only(name: str) -> None:
-    """Only tmpfs mounts are writable in the app, migration and nginx containers."""
+    """Only tmpfs mounts are writable in the app and migration containers."""
     assert services()[name]["read_only"] is True
     assert "/tmp" in services()[name]["tmpfs"]
 
 
 def test_nginx_can_write_where_the_unprivileged_image_needs() -> None:
-    """nginx (UID 101) owns the tmpfs it renders templates into and its cache; /tmp is open.
+    """nginx runs read-only; it (UID 101) owns the tmpfs it renders templates into and its
+    cache; its /tmp, where request bodies wait, is a volume, not memory.
 
     A tmpfs is root's unless its options say otherwise, and the image's entrypoint then
     renders no site (tests/deploy/test_compose.py shows the stack serving)."""
-    assert sorted(services()["nginx"]["tmpfs"]) == [
+    nginx = services()["nginx"]
+    assert nginx["read_only"] is True
+    assert sorted(nginx["tmpfs"]) == [
         "/etc/nginx/conf.d:uid=101,gid=101,mode=0755",
-        "/tmp",
         "/var/cache/nginx:uid=101,gid=101,mode=0755",
     ]
+    assert "nginx-temp:/tmp" in nginx["volumes"]
 
 
 @pytest.mark.parametrize(

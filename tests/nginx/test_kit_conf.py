@@ -7,14 +7,17 @@ loopback source address, so the address the app sees proves ProxyFix's work).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -378,6 +381,91 @@ def test_rate_limit_off_limits_nobody(start_nginx: Any, upstream: Gunicorn) -> N
     )
     server = start_nginx(PLAIN, variables)
     assert {send(server.port, "GET", "/healthz").status for _ in range(10)} == {200}
+
+
+def test_connection_limit_answers_429_per_client_address(
+    start_nginx: Any, upstream: Gunicorn
+) -> None:
+    """With NGINX_CONN_LIMIT=2, a third request in progress from one address gets the 429
+    envelope while another address is still served."""
+    server = start_nginx(PLAIN, template_env(upstream.port, free_port(), NGINX_CONN_LIMIT="2"))
+    with ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(send, server.port, "GET", "/test/sleep?s=1") for _ in range(2)]
+        time.sleep(0.4)  # both are in progress at gunicorn
+        third = send(server.port, "GET", "/healthz", {"X-Tracking-ID": "over"})
+        elsewhere = send(server.port, "GET", "/healthz", source="127.0.0.2")
+        assert [request.result().status for request in slow] == [200, 200]
+    assert (third.status, third.json()["msg"], third.json()["tracking_id"]) == (
+        429,
+        "too many requests",
+        "over",
+    )
+    assert elsewhere.status == 200
+
+
+class Vanishing:
+    """An upstream that reads each request's head and closes the connection without an
+    answer, like a worker killed mid-request; it records the methods it received."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.methods: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                client, _ = self.listener.accept()
+                with client:
+                    head = b""
+                    while b"\r\n\r\n" not in head and (chunk := client.recv(65536)):
+                        head += chunk
+                    self.methods.append(head.split(b" ", 1)[0].decode())
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "resent"),
+    [
+        pytest.param("GET", True, id="get"),
+        pytest.param("PUT", True, id="put"),
+        pytest.param("DELETE", True, id="delete"),
+        pytest.param("POST", False, id="post"),
+        pytest.param("PATCH", False, id="patch"),
+    ],
+)
+def test_only_idempotent_methods_are_resent_to_another_upstream(
+    start_nginx: Any, upstream: Gunicorn, method: str, resent: bool
+) -> None:
+    """What the README says of retries: with two upstream servers (a name that resolves to
+    two addresses, or compose's --scale), a request whose server received it and vanished is
+    sent again to the other for GET, PUT and DELETE (idempotent in HTTP), never for POST
+    or PATCH, which get the 502 envelope."""
+    vanishing = Vanishing()
+    try:
+        # The template's `server ${APP_UPSTREAM};` line, made two.
+        two = f"127.0.0.1:{vanishing.port}; server 127.0.0.1:{upstream.port}"
+        server = start_nginx(PLAIN, template_env(upstream.port, free_port(), APP_UPSTREAM=two))
+        answers = []
+        # Round robin (per nginx worker) reaches the vanishing server within a few requests.
+        for attempt in range(6):
+            tracking_id = f"retry-{method}-{attempt}"
+            answer = send(server.port, method, "/healthz", {"X-Tracking-ID": tracking_id})
+            answers.append((tracking_id, answer.status))
+            if vanishing.methods:
+                break
+    finally:
+        vanishing.close()
+    assert vanishing.methods == [method]
+    tracking_id, status = answers[-1]
+    reached_the_app = bool(upstream_lines(upstream, tracking_id))
+    if resent:
+        assert (status, reached_the_app) == (200 if method == "GET" else 405, True)
+    else:
+        assert (status, reached_the_app) == (502, False)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
