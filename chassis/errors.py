@@ -9,16 +9,48 @@ See https://flask.palletsprojects.com/en/stable/errorhandling/#generic-exception
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
-from chassis.responses import NestedTooDeeply, error
+from chassis.responses import DuplicateKey, NestedTooDeeply, error
 
 
 class JSONRequest(Request):
-    """Request whose JSON parsing failures say what is wrong, in the envelope's words."""
+    """Request whose body is read whole or refused, and whose JSON parsing failures say what
+    is wrong, in the envelope's words."""
+
+    def get_data(
+        self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False
+    ) -> Any:
+        """Read the body as werkzeug does, refusing one that did not arrive as framed."""
+        if parse_form_data:  # the form parser reads the body itself; b"" is its answer
+            data = super().get_data(cache=cache, parse_form_data=True)
+            return data.decode(errors="replace") if as_text else data
+        try:
+            data = super().get_data(cache=cache)
+            # gunicorn sets wsgi.input_terminated, so werkzeug reads a chunked body up to
+            # MAX_CONTENT_LENGTH and stops there without a word: one byte more is too large.
+            over = (
+                self.content_length is None
+                and len(data) == self.max_content_length
+                and self.environ["wsgi.input"].read(1)
+            )
+        except HTTPException:
+            raise
+        except Exception as exc:
+            # The server's own framing errors surface here, as the body is read: gunicorn's
+            # InvalidChunkSize and ChunkMissingTerminator are neither OSError nor
+            # ValueError, so werkzeug lets them through and Flask would answer 500.
+            raise BadRequest("request body framing is invalid") from exc
+        if over:
+            raise RequestEntityTooLarge(f"request body is over the {len(data)}-byte limit")
+        # A client gone before sending all it declared: gunicorn ends the body early without
+        # an error, and the part that came may parse (a truncated request is never acted on).
+        if self.content_length is not None and len(data) < self.content_length:
+            raise BadRequest("request body is shorter than its Content-Length")
+        return data.decode(errors="replace") if as_text else data
 
     def on_json_loading_failed(self, e: ValueError | None) -> NoReturn:
         if e is None:
@@ -26,6 +58,8 @@ class JSONRequest(Request):
             raise BadRequest("request body must be JSON (Content-Type: application/json)")
         if isinstance(e, NestedTooDeeply):
             raise BadRequest("request body is nested too deeply")
+        if isinstance(e, DuplicateKey):
+            raise BadRequest(f"request body repeats the key {str(e)[:100]!r}")
         raise BadRequest("request body is not valid JSON")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ def use_json_error_pages(tracking_header: str) -> None:
     """
 
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+        status_int, reason, mesg = _client_fault(status_int, reason, mesg)
         tracking_id = new_tracking_id()
         envelope = envelope_body(status_int, mesg or reason.lower(), None, tracking_id)
         body = (json.dumps(envelope) + "\n").encode()
@@ -122,6 +124,31 @@ def use_json_error_pages(tracking_header: str) -> None:
         gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
 
     gunicorn_util.write_error = write_error
+
+
+def _client_fault(status_int: int, reason: str, mesg: str) -> tuple[int, str, str]:
+    """The answer for a request gunicorn refuses, with the two 5xx it gives for what is the
+    client's doing turned into the 4xx they are: a client's bytes never count as a server
+    error (alerts and error budgets count 5xx)."""
+    if status_int == 501:
+        # Only an unknown Transfer-Encoding gets 501. RFC 9112 section 6.3: a request whose
+        # last coding is not chunked MUST get 400; nginx/kit/app.conf maps its 501 the same.
+        return 400, "Bad Request", mesg
+    exc = sys.exc_info()[1]
+    if status_int == 500 and isinstance(exc, SystemExit) and _waiting_for_client(exc):
+        # The master killed a sync worker (GUNICORN_TIMEOUT) that sat waiting for a client
+        # still sending its request: the client was too slow, nothing failed here.
+        return 408, "Request Timeout", "request timeout: the request was sent too slowly"
+    return status_int, reason, mesg
+
+
+def _waiting_for_client(exc: BaseException) -> bool:
+    """Whether `exc` interrupted gunicorn reading the request (its head or body) from the
+    socket: the frame below the signal handler that raised it is gunicorn's HTTP reader."""
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    if len(frames) < 2:
+        return False
+    return str(frames[-2].f_globals.get("__name__", "")).startswith("gunicorn.http.")
 
 
 # --- Hooks (gunicorn.conf.py assigns them) ---------------------------------------------

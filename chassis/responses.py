@@ -18,7 +18,8 @@ Error statuses and their messages:
     503 service unavailable  the database is down or its connection pool is exhausted
 
 The JSON provider writes datetimes as ISO-8601 with offset (naive ones are taken as UTC),
-UUIDs as strings, Decimals as strings (no float rounding) and non-ASCII unescaped.
+UUIDs as strings, Decimals as strings (no float rounding) and non-ASCII unescaped. It reads
+UTF-8 only and refuses an object that repeats a key.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response, current_app
@@ -39,6 +40,26 @@ DATETIME_HEADER = "X-DateTime"
 
 class NestedTooDeeply(ValueError):
     """A JSON document nested deeper than the parser's recursion allows."""
+
+
+class DuplicateKey(ValueError):
+    """A JSON object naming one key twice."""
+
+
+def _unique_keys(hook: Callable[[dict[str, Any]], Any] | None) -> Callable[..., Any]:
+    """An `object_pairs_hook` refusing a repeated key, then applying `hook` (if any)."""
+
+    def build(pairs: list[tuple[str, Any]]) -> Any:
+        built = dict(pairs)
+        if len(built) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise DuplicateKey(key)
+                seen.add(key)
+        return hook(built) if hook else built
+
+    return build
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -62,6 +83,16 @@ class JSONProvider(DefaultJSONProvider):
         """Parse JSON; a document nested past the recursion limit (5,000 `[`) is invalid
         input, not an internal error: RecursionError is not a ValueError, so Flask would
         let it through as a 500 with a traceback."""
+        if isinstance(s, bytes | bytearray):
+            # RFC 8259 section 8.1: JSON between systems is UTF-8. json.loads would guess
+            # UTF-16 or UTF-32 from the first bytes and accept the body; a BOM stays
+            # tolerated, as json.loads tolerates it.
+            s = s.decode("utf-8-sig")
+        # Parsers disagree on `{"a": 1, "a": 2}` (the first wins, the last, or an error),
+        # so a proxy or validator in front may have read another value than this app would
+        # store: refuse it. A caller's own hooks still run on the unique objects.
+        if "object_pairs_hook" not in kwargs:
+            kwargs["object_pairs_hook"] = _unique_keys(kwargs.pop("object_hook", None))
         try:
             return super().loads(s, **kwargs)
         except RecursionError:

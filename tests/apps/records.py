@@ -6,17 +6,21 @@ a metadata of its own: Alembic's autogenerate (tests/test_migrations.py) never s
 the tests create it themselves with `create_tables`.
 
     GET  /test/records?limit=           the first rows and the total count
-    POST /test/records                  {"name": ...}: 201, 409 if the name is taken
+    POST /test/records                  {"name", "quantity"?, "note"?}: 201, 409 if taken
     PUT  /test/records/by-name/<name>   {"quantity": n}: 201 created, 200 updated (an upsert)
+
+Its input rules are the example's: hostile-request tests (tests/test_hostile_corpus.py) send
+it what PostgreSQL would refuse with a 500 (NUL characters, numbers past INTEGER, names past
+VARCHAR(100)), and each of those is a 400 here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, Response, abort, request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import CheckConstraint, Integer, MetaData, String, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -24,7 +28,12 @@ from chassis.db import get_session
 from chassis.models import NAMING_CONVENTION, UTCDateTime, utcnow
 from chassis.responses import created, ok
 from chassis.upsert import upsert
-from chassis.validation import parse_body, parse_int
+from chassis.validation import MAX_INT, Text, parse_body, parse_int
+
+# The columns' limits (String(100), String(1000), INTEGER >= 0), checked before the database.
+Name = Annotated[Text, Field(min_length=1, max_length=100)]
+Quantity = Annotated[int, Field(ge=0, le=MAX_INT)]
+Note = Annotated[Text, Field(max_length=1000)] | None
 
 
 class TestBase(DeclarativeBase):
@@ -67,14 +76,16 @@ class RecordCreate(BaseModel):
     """Body of POST /test/records."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: Name
+    quantity: Quantity = 0
+    note: Note = None
 
 
 class RecordPut(BaseModel):
     """Body of PUT /test/records/by-name/<name>."""
 
     model_config = ConfigDict(extra="forbid")
-    quantity: int
+    quantity: Quantity
 
 
 bp = Blueprint("records", __name__, url_prefix="/test/records")
@@ -95,7 +106,7 @@ def create_record() -> Response:
     """Insert a row; 409 when the name is taken."""
     body = parse_body(RecordCreate)
     session = get_session()
-    written = upsert(session, Record, [{"name": body.name}], conflict=["name"])
+    written = upsert(session, Record, [body.model_dump()], conflict=["name"])
     if not written:
         abort(409, f"a record named {body.name!r} already exists")
     session.commit()
@@ -105,6 +116,8 @@ def create_record() -> Response:
 @bp.put("/by-name/<name>")
 def put_record(name: str) -> Response:
     """Insert the row called `name` or replace its quantity."""
+    if not 1 <= len(name) <= 100 or "\x00" in name:
+        abort(400, "name: must be 1 to 100 characters, without NUL characters")
     body = parse_body(RecordPut)
     session = get_session()
     row = {"name": name, "quantity": body.quantity}

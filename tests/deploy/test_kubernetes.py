@@ -721,9 +721,9 @@ def test_error_envelope_mints_an_id_for_a_missing_or_unsafe_one(
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
-        pytest.param("POST", "/api/items", b'{"name": "x"}', id="post"),
-        pytest.param("DELETE", "/api/items/7?force=1", None, id="delete-with-query"),
-        pytest.param("PUT", "/api/items/7", b"x" * (2 * ONE_MIB), id="body-over-1-mib"),
+        pytest.param("POST", "/api/widgets", b'{"name": "x"}', id="post"),
+        pytest.param("DELETE", "/api/widgets/7?force=1", None, id="delete-with-query"),
+        pytest.param("PUT", "/api/widgets/7", b"x" * (2 * ONE_MIB), id="body-over-1-mib"),
     ],
 )
 def test_request_forwarded_while_no_pod_is_ready_gets_the_503(

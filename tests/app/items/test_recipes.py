@@ -150,9 +150,47 @@ def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
     assert tables.strip() == "['alembic_version', 'job_runs']"
 
 
+def literal(node: ast.AST) -> str | bytes | None:
+    """Return the text `node` makes from literals alone: a string or bytes, an f-string (a
+    placeholder of no literal as `{}`), a `+` or a `sep.join([...])` of such; else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.FormattedValue):
+                text = literal(value.value)
+                plain = value.format_spec is None and value.conversion in (-1, ord("s"))
+                parts.append(text if isinstance(text, str) and plain else "{}")
+            else:
+                parts.append(str(literal(value)))
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = literal(node.left), literal(node.right)
+        if isinstance(left, str) and isinstance(right, str):
+            return left + right
+        if isinstance(left, bytes) and isinstance(right, bytes):
+            return left + right
+        return None
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "join"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.List | ast.Tuple)
+    ):
+        separator = literal(node.func.value)
+        items = [literal(item) for item in node.args[0].elts]
+        if isinstance(separator, str) and all(isinstance(item, str) for item in items):
+            return separator.join(str(item) for item in items)
+        if isinstance(separator, bytes) and all(isinstance(item, bytes) for item in items):
+            return separator.join(item for item in items if isinstance(item, bytes))
+    return None
+
+
 def example_uses(source: str) -> list[str]:
-    """Where Python `source` imports the example or sends a request to its URL (docstrings
-    and comments may mention it)."""
+    """Where Python `source` imports the example or sends a request to its URL, in a string,
+    bytes or a string built from literals (docstrings and comments may mention it)."""
     tree = ast.parse(source)
     documented = {
         id(node.body[0].value)
@@ -162,21 +200,26 @@ def example_uses(source: str) -> list[str]:
         and isinstance(node.body[0], ast.Expr)
         and isinstance(node.body[0].value, ast.Constant)
     }
-    found = []
-    for node in ast.walk(tree):
+    found: list[tuple[int, str]] = []
+    # The parts of a literal already reported: `"/api/" + "items/"` is one finding, not two.
+    reported: set[int] = set()
+    for node in ast.walk(tree):  # breadth first: a whole expression before its parts
         if isinstance(node, ast.Import | ast.ImportFrom):
             prefix = f"{node.module}." if isinstance(node, ast.ImportFrom) else ""
             modules = [prefix + alias.name for alias in node.names]
             if any(m == "app.items" or m.startswith("app.items.") for m in modules):
-                found.append(f"line {node.lineno}: imports the example")
-        if (
-            isinstance(node, ast.Constant)
-            and isinstance(node.value, str)
-            and "/api/items" in node.value
-            and id(node) not in documented
-        ):
-            found.append(f"line {node.lineno}: {node.value!r}")
-    return found
+                found.append((node.lineno, "imports the example"))
+        if id(node) in reported or id(node) in documented:
+            continue
+        text = literal(node)
+        if isinstance(text, str):
+            mentioned = "/api/items" in text
+        else:
+            mentioned = text is not None and b"/api/items" in text
+        if mentioned and isinstance(node, ast.expr):
+            found.append((node.lineno, repr(text)))
+            reported.update(id(part) for part in ast.walk(node))
+    return [f"line {line}: {what}" for line, what in sorted(found, key=lambda use: use[0])]
 
 
 def test_nothing_outside_the_examples_folders_depends_on_it() -> None:
@@ -201,3 +244,27 @@ def test_the_dependency_check_sees_an_import_and_a_request() -> None:
     """The check above finds what it looks for, and passes over docstrings."""
     source = '"""/api/items"""\nfrom app.items.views import ItemCreate\nget(port, "/api/items")\n'
     assert example_uses(source) == ["line 2: imports the example", "line 3: '/api/items'"]
+
+
+@pytest.mark.parametrize(
+    ("request_code", "found"),
+    [
+        pytest.param(
+            'sock.sendall(b"POST /api/items HTTP/1.1\\r\\n")',
+            "b'POST /api/items HTTP/1.1\\r\\n'",
+            id="bytes",
+        ),
+        pytest.param('get(port, f"/api/items/{n}")', "'/api/items/{}'", id="f-string"),
+        pytest.param("get(port, f\"/api/{'items'}\")", "'/api/items'", id="f-string-of-literal"),
+        pytest.param('get(port, "/api/" + "items/" + str(n))', "'/api/items/'", id="sum"),
+        pytest.param('send(b" ".join([b"PUT", b"/api/items"]))', "b'PUT /api/items'", id="join"),
+        pytest.param('get(port, f"/api/{kind}")', None, id="f-string-of-a-variable"),
+    ],
+)
+def test_the_dependency_check_sees_a_request_built_from_literals(
+    request_code: str, found: str | None
+) -> None:
+    """The URL is found in bytes (a raw request) and in strings built from literals alone,
+    once per request; a URL completed by a variable is not (the check reads no values)."""
+    source = f'"""The corpus."""\n\n{request_code}\n'
+    assert example_uses(source) == ([f"line 3: {found}"] if found else [])
