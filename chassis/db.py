@@ -60,7 +60,7 @@ def build_engine(settings: Settings) -> Engine:
             hide_parameters=True,  # see below
         )
         event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", sqlite_begin_immediate)
         return engine
     options = f"-c statement_timeout={settings.db_statement_timeout_ms}"
     return create_engine(
@@ -117,7 +117,7 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEn
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn: Connection) -> None:
+def sqlite_begin_immediate(conn: Connection) -> None:
     # IMMEDIATE takes the write lock when the transaction starts. A DEFERRED transaction
     # that reads and then writes cannot wait for the lock and fails at once with "database
     # is locked" when another process wrote in between.

@@ -298,6 +298,13 @@ class Settings(_Declared):
     scheduler_history_days: int = setting(
         30, "Days of job history the purge job keeps (each job's newest run is kept).", ge=1
     )
+    scheduler_db_pool_size: int = setting(
+        2,
+        """Database connections per process for running jobs, apart from the request pool
+        (the scheduler keeps one more for its leases), so slow requests never hold up a job
+        or its lease. Jobs running at once beyond it wait for one; SQLite has one.""",
+        ge=1,
+    )
 
     @field_validator("app_env", mode="before")
     @classmethod

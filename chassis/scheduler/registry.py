@@ -18,7 +18,19 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 @dataclass(frozen=True)
 class Run:
-    """What a job function receives: its scheduled time, a session, and which attempt."""
+    """What a job function receives: its scheduled time, a session, and which attempt.
+
+    The contract of `session` (the job's own, on the scheduler's connections; `get_session()`
+    in the job returns it too): what the job writes through it commits when the job returns,
+    in one transaction with the run's outcome, and only while this process still holds the
+    run. A holder that lost the run (stalled past its lease, so another process took it
+    over) has its whole transaction rolled back. A job may commit in steps; each commit is
+    checked the same way and raises `LeaseLost` when the run is gone. Effects outside this
+    database (HTTP calls, e-mail, files, another database) cannot be fenced: make them
+    idempotent, keyed by `scheduled_at`, or write them as rows here and act on them once
+    committed. On SQLite the session takes the database's one write lock at its first write
+    and keeps it until that transaction ends, so write late or commit in steps.
+    """
 
     scheduled_at: dt.datetime
     session: Session

@@ -4,6 +4,11 @@ A loop thread (a greenlet under gevent, whose workers patch threading) claims du
 starts each claimed job in a thread of its own, renews the leases of running jobs, and
 takes over runs whose holder stopped renewing. gunicorn starts one per worker after fork
 (chassis/gunicorn.py, never in the master); `flask scheduler run` runs one in the foreground.
+
+None of it uses the request pool: the loop keeps one connection of its own and jobs a small
+pool (chassis/scheduler/connections.py), so slow requests cannot make a lease expire. Each
+job's session is fenced (`lease.Fence`): its work commits with its outcome, and only while
+this process still holds the run.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import Flask
+from sqlalchemy.orm import Session
 from werkzeug.utils import import_string
 
 from chassis.db import Database
-from chassis.models import utcnow
 from chassis.scheduler import lease
+from chassis.scheduler.connections import scheduler_sessions, transaction
 from chassis.scheduler.registry import Job, Registry, Run
 from chassis.settings import Settings
 from chassis.tracking import new_tracking_id, tracking_scope
@@ -33,6 +41,9 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 # How often it looks for runs whose holder died (a query per process).
 SCAN_SECONDS = 5.0
+# How long a job waits for a connection of the jobs' pool (SCHEDULER_DB_POOL_SIZE) before it
+# fails: longer than a request (no client is waiting, and its lease is renewed meanwhile).
+JOB_CONNECTION_WAIT_SECONDS = 60.0
 
 
 @dataclass
@@ -51,6 +62,12 @@ class Scheduler:
         self.app = app
         self.registry = registry
         self.db: Database = app.extensions["db"]
+        settings: Settings = app.extensions["settings"]
+        # One connection for the loop's own statements (one at a time), a pool for jobs.
+        self._leases = scheduler_sessions(settings, 1, settings.db_pool_timeout)
+        self._jobs = scheduler_sessions(
+            settings, settings.scheduler_db_pool_size, JOB_CONNECTION_WAIT_SECONDS
+        )
         host = socket.gethostname()[:100]
         self.holder = lease.Holder(host, os.getpid(), uuid.uuid4().hex[:8])
         self._stopping = threading.Event()
@@ -85,11 +102,12 @@ class Scheduler:
         deadline = time.monotonic() + wait
         if self._loop is not None and self._loop is not threading.current_thread():
             self._loop.join(max(0.0, deadline - time.monotonic()))
-        while self._reap() and time.monotonic() < deadline:
+        while self._reap() and (left := deadline - time.monotonic()) > 0:
             self._renew()
-            time.sleep(0.1)
+            # Back as soon as a job ends, or in time for the next renewal.
+            next(iter(self._active.values())).thread.join(min(left, 0.1))
         for active in self._active.values():
-            with self.db.session_scope(active.tracking_id) as session:
+            with transaction(self._leases, active.tracking_id) as session:
                 lease.release(session, active.run_id, self.holder)
             log.warning("job %s still running at shutdown: run handed back", active.job.name)
 
@@ -97,7 +115,11 @@ class Scheduler:
         """One pass: reap, renew, claim due times, and now and then take over expired runs."""
         self._reap()
         self._renew()
-        now = utcnow()
+        # Which times are due is read on the database's clock too: by its own, a host 50 s
+        # fast would claim every time 50 s early (and its first pass a time still to come).
+        # All holders share the database's clock, and it costs one query per pass.
+        with transaction(self._leases) as session:
+            now = lease.database_now(session)
         for job in self.registry.jobs.values():
             for scheduled_at in self._due(job, now):
                 self._claim(job, scheduled_at)
@@ -120,18 +142,18 @@ class Scheduler:
 
     def _claim(self, job: Job, scheduled_at: dt.datetime) -> None:
         tracking_id = new_tracking_id()
-        with self.db.session_scope(tracking_id) as session:
+        with transaction(self._leases, tracking_id) as session:
             run_id = lease.claim(session, job, scheduled_at, self.holder, tracking_id)
         if run_id is not None:
             self._start(job, run_id, scheduled_at, 1, tracking_id)
 
     def _take_over_expired(self) -> None:
-        with self.db.session_scope() as session:
+        with transaction(self._leases) as session:
             candidates = lease.expired(session, list(self.registry.jobs))
         for run_id, name in candidates:
             job = self.registry.jobs[name]
             tracking_id = new_tracking_id()
-            with self.db.session_scope(tracking_id) as session:
+            with transaction(self._leases, tracking_id) as session:
                 taken = lease.take_over(session, run_id, job, self.holder, tracking_id)
                 if taken is None and lease.abandon(session, run_id, job):
                     log.error(
@@ -156,44 +178,77 @@ class Scheduler:
     def _execute(
         self, job: Job, run_id: int, scheduled_at: dt.datetime, attempt: int, tracking_id: str
     ) -> None:
-        """Run the job under its tracking id with a session of its own, then record it."""
-        error: str | None = None
+        """Run the job under its tracking id in a fenced session of its own, then log how
+        it ended."""
         started = time.monotonic()
-        with self.app.app_context(), tracking_scope(tracking_id):
+        fence = lease.Fence(run_id, job, self.holder)
+        with (
+            self.app.app_context(),
+            tracking_scope(tracking_id),
+            self._job_session(fence) as session,
+        ):
+            log.info(
+                "job %s started (scheduled %s, attempt %s)",
+                job.name,
+                scheduled_at.isoformat(),
+                attempt,
+            )
             try:
-                with self.db.session_scope(tracking_id) as session:
-                    log.info(
-                        "job %s started (scheduled %s, attempt %s)",
-                        job.name,
-                        scheduled_at.isoformat(),
-                        attempt,
-                    )
-                    job.func(Run(scheduled_at, session, attempt, tracking_id))
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"[:2000]
-                log.exception("job %s failed", job.name)
-            try:
-                with self.db.session_scope(tracking_id) as session:
-                    recorded = lease.finish(session, run_id, self.holder, error)
+                error = self._run(job, fence, Run(scheduled_at, session, attempt, tracking_id))
+            except lease.LeaseLost:
+                session.rollback()
+                log.error(
+                    "job %s lost its run to another process: its work is rolled back", job.name
+                )
+                return
             except Exception:
                 log.exception(
                     "job %s: could not record the outcome; its lease will expire", job.name
                 )
                 return
             took = round(time.monotonic() - started, 3)
-            if not recorded:
-                log.error("job %s finished after another process took its run over", job.name)
-            else:
-                log.info("job %s %s in %s s", job.name, "failed" if error else "succeeded", took)
+            log.info("job %s %s in %s s", job.name, "failed" if error else "succeeded", took)
+
+    def _run(self, job: Job, fence: lease.Fence, run: Run) -> str | None:
+        """Call the job and commit its work together with its outcome; after an exception,
+        roll the work back and commit the failure alone. The error recorded, or None."""
+        try:
+            job.func(run)
+            fence.record(run.session, None)
+            run.session.commit()
+            return None
+        except lease.LeaseLost:
+            raise
+        except Exception as exc:
+            run.session.rollback()
+            log.exception("job %s failed", job.name)
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            fence.record(run.session, error)
+            run.session.commit()
+            return error
+
+    @contextmanager
+    def _job_session(self, fence: lease.Fence) -> Iterator[Session]:
+        """The job's session, fenced, on the jobs' pool; in the job's thread `get_session()`
+        returns it too, so code shared with views writes inside the fence."""
+        session = self._jobs()
+        fence.attach(session)
+        self.db.session.registry.set(session)
+        try:
+            yield session
+        finally:
+            self.db.session.registry.clear()
+            session.close()
 
     def _renew(self) -> None:
+        # When to renew is counted on this host's monotonic clock: only intervals matter here.
         now = time.monotonic()
         for active in self._active.values():
             if now - active.renewed < active.job.lease.total_seconds() / 3:
                 continue
-            with self.db.session_scope(active.tracking_id) as session:
+            with transaction(self._leases, active.tracking_id) as session:
                 if not lease.renew(session, active.run_id, active.job, self.holder):
-                    log.error("job %s lost its lease", active.job.name)
+                    log.error("job %s lost its lease: its commit will be refused", active.job.name)
             active.renewed = now
 
     def _reap(self) -> bool:

@@ -1,4 +1,5 @@
-"""chassis/scheduler/lease.py on SQLite and PostgreSQL: every race is decided by one statement.
+"""chassis/scheduler/lease.py on SQLite and PostgreSQL: every race is decided by one statement,
+every lease time is the database's clock, and a fenced session commits only for the holder.
 
 Each test uses job names of its own, so the shared migrated databases need no cleanup.
 """
@@ -14,11 +15,14 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from chassis.db import Database
-from chassis.scheduler import Job, Run, lease
+from chassis.models import utcnow
+from chassis.scheduler import Job, LeaseLost, Run, lease
 from chassis.scheduler.models import JobRun
+from tests.apps.records import Record
 from tests.conftest import AppFactory
 
 T0 = dt.datetime(2026, 11, 21, 11, 0, tzinfo=dt.UTC)
@@ -228,3 +232,109 @@ def test_purge_keeps_running_recent_and_each_jobs_newest_run(
             session.scalars(select(JobRun.id).where(JobRun.job.in_([rare.name, frequent.name])))
         )
     assert left == {old_rare, old_running, recent}
+
+
+def test_database_now_is_the_databases_clock_in_utc(db: Database) -> None:
+    """database_now() reads the database's time, timezone-aware UTC (here: this host's)."""
+    with db.session_scope() as session:
+        now = lease.database_now(session)
+    assert now.tzinfo == dt.UTC
+    assert abs(now - utcnow()) < dt.timedelta(seconds=5)
+
+
+def test_a_claim_stamps_its_times_on_the_database_clock(
+    db: Database, in_tx: Callable[..., Any]
+) -> None:
+    """started_at is the database's now, and the lease runs `lease_seconds` from it."""
+    j = job(lease_seconds=30)
+    with db.session_scope() as session:
+        before = lease.database_now(session)
+    stored = row(db, in_tx(lease.claim, j, T0, ME, "a"))
+    assert before <= stored.started_at <= before + dt.timedelta(seconds=5)
+    assert stored.lease_expires_at - stored.started_at == dt.timedelta(seconds=30)
+
+
+def test_sqlite_stores_the_database_clock_as_sqlalchemy_stores_times(
+    make_app: AppFactory, sqlite_url: str
+) -> None:
+    """On SQLite the clock's text has SQLAlchemy's width, so comparing text compares times."""
+    database: Database = make_app(database_url=sqlite_url).extensions["db"]
+    with database.session_scope() as session:
+        run_id = lease.claim(session, job(), T0, ME, "a")
+        raw = session.execute(
+            text("SELECT started_at, scheduled_at FROM job_runs WHERE id = :id"), {"id": run_id}
+        ).one()
+    database.engine.dispose()
+    assert [len(value) for value in raw] == [26, 26]
+    assert raw.started_at[-3:] == "000"  # SQLite's clock counts milliseconds
+
+
+def fenced_session(db: Database, run_id: int, j: Job, holder: lease.Holder) -> Session:
+    """A session whose commits are fenced for `holder`'s run, as a job's is."""
+    session = Session(db.engine, expire_on_commit=False)
+    lease.Fence(run_id, j, holder).attach(session)
+    return session
+
+
+def stored_records(db: Database, name: str) -> list[str]:
+    """Names of the committed test records starting with `name`."""
+    with db.session_scope() as session:
+        return list(session.scalars(select(Record.name).where(Record.name.startswith(name))))
+
+
+def test_a_fenced_commit_renews_the_holders_lease(db: Database, in_tx: Callable[..., Any]) -> None:
+    """While the run is ours a fenced session commits its work and extends the lease."""
+    j = job(lease_seconds=30)
+    run_id = in_tx(lease.claim, j, T0, ME, "a")
+    expire(db, run_id)  # lapsed but not taken over: still ours
+    name = f"fenced-{uuid.uuid4().hex[:8]}"
+    with fenced_session(db, run_id, j, ME) as session:
+        session.add(Record(name=name))
+        session.commit()
+    assert stored_records(db, name) == [name]
+    assert row(db, run_id).lease_expires_at > utcnow()
+
+
+def test_a_fenced_commit_after_a_takeover_commits_nothing(
+    db: Database, in_tx: Callable[..., Any]
+) -> None:
+    """Once another process took the run over, the old holder's commit raises LeaseLost
+    and none of its work is stored."""
+    j = job()
+    run_id = in_tx(lease.claim, j, T0, ME, "a")
+    expire(db, run_id)
+    assert in_tx(lease.take_over, run_id, j, OTHER, "b") == (T0, 2)
+    name = f"fenced-{uuid.uuid4().hex[:8]}"
+    with fenced_session(db, run_id, j, ME) as session:
+        session.add(Record(name=name))
+        with pytest.raises(LeaseLost):
+            session.commit()
+        session.rollback()
+    assert stored_records(db, name) == []
+    assert (row(db, run_id).holder, row(db, run_id).status) == (OTHER.name, "running")
+
+
+@pytest.mark.parametrize(
+    ("holder", "stored"),
+    [pytest.param(ME, True, id="holder"), pytest.param(OTHER, False, id="not-the-holder")],
+)
+def test_the_outcome_commits_with_the_work_or_neither_does(
+    db: Database, in_tx: Callable[..., Any], holder: lease.Holder, stored: bool
+) -> None:
+    """record() puts the outcome in the work's transaction: both commit, or LeaseLost."""
+    j = job()
+    run_id = in_tx(lease.claim, j, T0, ME, "a")
+    name = f"fenced-{uuid.uuid4().hex[:8]}"
+    fence = lease.Fence(run_id, j, holder)
+    with Session(db.engine, expire_on_commit=False) as session:
+        fence.attach(session)
+        session.add(Record(name=name))
+        if stored:
+            fence.record(session, None)
+            session.commit()
+        else:
+            with pytest.raises(LeaseLost):
+                fence.record(session, None)
+            session.rollback()
+    assert stored_records(db, name) == ([name] if stored else [])
+    assert row(db, run_id).status == ("succeeded" if stored else "running")

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import OperationalError
 
+from chassis.db import get_session
 from chassis.models import utcnow
-from chassis.scheduler import Registry, Run, Scheduler
+from chassis.scheduler import Registry, Run, Scheduler, lease
 from chassis.scheduler.models import JobRun
+from tests.apps.jobs import EFFECTS, create_effects_table
 from tests.conftest import AppFactory, LogReader, migrate
 from tests.processes import ROOT, base_env
 
@@ -38,6 +40,7 @@ def sqlite_file(tmp_path: Path) -> str:
     """A migrated SQLite database for one test."""
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     migrate(url)
+    create_effects_table(url)
     return url
 
 
@@ -214,3 +217,122 @@ def test_a_claim_the_database_refused_is_retried(app: Flask) -> None:
     scheduler.tick()
     scheduler.stop(wait=5)
     assert [run.status for run in runs(app)] == ["succeeded"]
+
+
+def effects(app: Flask) -> list[str]:
+    """The `job` column of every committed row of test_job_effects."""
+    with app.extensions["db"].session_scope() as session:
+        return list(session.scalars(select(EFFECTS.c.job).order_by(EFFECTS.c.id)))
+
+
+def write(run: Run, label: str) -> None:
+    """Write one row of test_job_effects labelled `label` through the run's session."""
+    row = {"job": label, "scheduled_at": run.scheduled_at, "pid": 0}
+    run.session.execute(insert(EFFECTS).values(row))
+
+
+def take_over(app: Flask, scheduler: Scheduler) -> None:
+    """Another process takes the scheduler's one run over (its lease made to expire)."""
+    (stored,) = runs(app)
+    job = scheduler.registry.jobs[stored.job]
+    other = lease.Holder("elsewhere", 1, "other")
+    with app.extensions["db"].session_scope() as session:
+        session.get_one(JobRun, stored.id).lease_expires_at = utcnow() - job.lease
+    with app.extensions["db"].session_scope() as session:
+        assert lease.take_over(session, stored.id, job, other, "theirs") is not None
+
+
+def test_a_job_commits_its_work_with_its_outcome(app: Flask) -> None:
+    """What a job writes is committed with the run's success, in its session."""
+    registry = Registry()
+
+    @registry.every("writes", seconds=3600)
+    def writes(run: Run) -> None:
+        write(run, "writes")
+
+    one_pass(app, registry)
+    assert [run.status for run in runs(app)] == ["succeeded"]
+    assert effects(app) == ["writes"]
+
+
+def test_a_failed_job_commits_none_of_its_work(app: Flask) -> None:
+    """A job that raises after writing: nothing it wrote is kept, the run is failed."""
+    registry = Registry()
+
+    @registry.every("half-done", seconds=3600)
+    def half_done(run: Run) -> None:
+        write(run, "half-done")
+        raise RuntimeError("stopped halfway")
+
+    one_pass(app, registry)
+    assert [(run.status, run.error) for run in runs(app)] == [
+        ("failed", "RuntimeError: stopped halfway")
+    ]
+    assert effects(app) == []
+
+
+def test_a_job_that_lost_its_run_commits_nothing(
+    app: Flask, release: threading.Event, read_logs: LogReader
+) -> None:
+    """Taken over while it ran: its writes are rolled back and the new holder's run stands."""
+    registry = Registry()
+
+    @registry.every("overtaken", seconds=3600)
+    def overtaken(run: Run) -> None:
+        release.wait(10)
+        write(run, "overtaken")
+
+    scheduler = Scheduler(app, registry)
+    scheduler.tick()
+    wait_for(lambda: runs(app))
+    take_over(app, scheduler)
+    release.set()
+    scheduler.stop(wait=5)
+    assert effects(app) == []
+    (stored,) = runs(app)
+    assert (stored.status, stored.holder, stored.attempts) == ("running", "elsewhere:1:other", 2)
+    messages = [line["message"] for line in read_logs()]
+    assert "job overtaken lost its run to another process: its work is rolled back" in messages
+
+
+def test_each_commit_of_a_job_is_fenced(app: Flask, release: threading.Event) -> None:
+    """A job committing in steps keeps the steps it committed while it held the run; its
+    commit after a takeover raises LeaseLost and stores nothing."""
+    registry = Registry()
+    first_step = threading.Event()
+    raised: list[type[BaseException]] = []
+
+    @registry.every("in-steps", seconds=3600)
+    def in_steps(run: Run) -> None:
+        write(run, "step 1")
+        run.session.commit()
+        first_step.set()
+        release.wait(10)
+        write(run, "step 2")
+        try:
+            run.session.commit()
+        except lease.LeaseLost as exc:
+            raised.append(type(exc))
+            raise
+
+    scheduler = Scheduler(app, registry)
+    scheduler.tick()
+    assert first_step.wait(10)
+    take_over(app, scheduler)
+    release.set()
+    scheduler.stop(wait=5)
+    assert raised == [lease.LeaseLost]
+    assert effects(app) == ["step 1"]
+
+
+def test_get_session_in_a_job_is_the_runs_session(app: Flask) -> None:
+    """Code shared with views (get_session()) writes inside the job's fenced session."""
+    registry = Registry()
+    same: list[bool] = []
+
+    @registry.every("shared-code", seconds=3600)
+    def shared_code(run: Run) -> None:
+        same.append(get_session() is run.session)
+
+    one_pass(app, registry)
+    assert same == [True]
