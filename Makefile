@@ -24,10 +24,10 @@ help: ## List the targets
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --python "$(PYTHON)"
+	$(UV) sync --locked --all-extras --python "$(PYTHON)"
 	@touch $@
 
-install: $(VENV)/.synced ## Create .venv from uv.lock (runtime and dev dependencies)
+install: $(VENV)/.synced ## Create .venv from uv.lock (runtime and dev dependencies, every extra)
 
 migrate: install ## Apply database migrations (alembic upgrade heads)
 	$(VENV)/bin/alembic upgrade heads
