@@ -185,7 +185,9 @@ class Nginx:
     def access_lines(self) -> list[dict[str, Any]]:
         """Every access log line, parsed as JSON (fails on the first line that is not)."""
         text = self.access_log.read_text() if self.access_log.exists() else ""
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        # Only whole lines: nginx may be writing the last one as it is read.
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 class ConfdNginx(Nginx):

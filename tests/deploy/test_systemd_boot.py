@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from chassis.gunicorn import WORKER_CLASSES
 from tests.deploy.systemd_host import REQUEST, WORKER_PIDS, WORKERS, Host, sandbox_failures
 
 # `systemctl start kit`, then at once the first request.
@@ -142,6 +143,6 @@ def test_sandbox_lets_worker_class_serve_database_requests(
 
     journal = systemd_host.journal(after=cursor)
     assert (status, body["data"]) == (200, {"status": "ready"})
-    assert f"Using worker: {worker_class}" in journal
+    assert f"Using worker: {WORKER_CLASSES[worker_class]}" in journal
     assert sandbox_failures(journal) == []
     assert (systemd_host.workers(), systemd_host.show("MainPID", "NRestarts")) == (workers, main)

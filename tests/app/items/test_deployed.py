@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from chassis.gunicorn import WORKER_CLASSES
 from tests.deploy.compose_stack import Stack, healthy, lines_with
 from tests.deploy.systemd_host import Host, sandbox_failures
 from tests.processes import ROOT, wait_until
@@ -163,6 +164,6 @@ def test_sandbox_lets_worker_class_store_and_read_an_item(
 
     journal = systemd_host.journal(after=cursor)
     assert (fetched[0], fetched[1]["data"]) == (200, body["data"])
-    assert f"Using worker: {worker_class}" in journal
+    assert f"Using worker: {WORKER_CLASSES[worker_class]}" in journal
     assert sandbox_failures(journal) == []
     assert (systemd_host.workers(), systemd_host.show("MainPID", "NRestarts")) == (workers, main)

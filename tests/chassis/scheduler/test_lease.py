@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from chassis.db import Database
@@ -51,6 +51,9 @@ def db(make_app: AppFactory, database_url: str) -> Iterator[Database]:
     app: Flask = make_app(database_url=database_url)
     database: Database = app.extensions["db"]
     yield database
+    # The fenced-commit tests store test records for real, in the session's shared databases.
+    with database.session_scope() as session:
+        session.execute(delete(Record).where(Record.name.startswith("fenced-")))
     database.engine.dispose()
 
 
