@@ -49,7 +49,8 @@ WORKDIR /app
 # Dependencies only, before any code, so this layer is rebuilt only when uv.lock or
 # pyproject.toml change. --locked fails the build if the lock is stale; --no-dev leaves out
 # pytest, mypy, ruff and the linters. The project itself is never installed (package =
-# false in pyproject.toml): its code is copied below and runs from /app.
+# false in pyproject.toml): its code is copied below and runs from /app. No extras: for
+# tracing (TRACING_ENABLED) add `--extra tracing` to the command (README: "Tracing").
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
@@ -91,8 +92,9 @@ ENV PATH="/app/.venv/bin:$PATH" \
 # Never root at run time; numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 
-# gunicorn's port (GUNICORN_BIND above); nginx reaches it as app:8000.
-EXPOSE 8000
+# gunicorn's port (GUNICORN_BIND above); nginx reaches it as app:8000. 9100 is the metrics
+# port, served only where METRICS_BIND is set (compose.yaml and Kubernetes set it).
+EXPOSE 8000 9100
 
 # gunicorn's graceful shutdown: stop accepting, finish requests within graceful_timeout.
 STOPSIGNAL SIGTERM

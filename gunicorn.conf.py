@@ -33,8 +33,11 @@ control_socket_disable = True
 
 # --- Server socket ---------------------------------------------------------------------
 # Loopback by default, so a development server is never exposed by accident; the image
-# sets GUNICORN_BIND=0.0.0.0:8000. PORT alone changes the port (platforms set it).
-bind = [env.bind]
+# sets GUNICORN_BIND=0.0.0.0:8000. PORT alone changes the port (platforms set it). With
+# METRICS_BIND (off by default; compose and Kubernetes set 0.0.0.0:9100) a second listener
+# where the app answers /metrics and nothing else, so nginx, which proxies to the first,
+# never exposes it (chassis/metrics.py).
+bind = server.listeners(env.bind, app_settings.metrics_bind)
 
 # --- Worker processes ------------------------------------------------------------------
 # sync: one request per process, the safe default. gevent: many concurrent requests per
@@ -105,9 +108,23 @@ logger_class = "chassis.gunicorn.StructuredLogger"
 # --- Server hooks ----------------------------------------------------------------------
 
 
+def on_starting(arbiter: Any) -> None:
+    """In the master, once, before the first fork (not again on HUP): create the metrics
+    directory (PROMETHEUS_MULTIPROC_DIR, or a private one in /dev/shm) with no metric files
+    left from an earlier run."""
+    server.prepare_metrics(arbiter, env.prometheus_multiproc_dir)
+
+
 def when_ready(arbiter: Any) -> None:
     """Log the resolved configuration once, when the server is ready."""
     server.log_configuration(arbiter, preload_refused)
+
+
+# In the master, after a worker exited (recycled, killed, stopped): drop its live gauges and
+# sum its counts into the archive files, so totals stay and files never pile up.
+child_exit = server.retire_worker_metrics
+# The private metrics directory is removed when the master exits; a configured one is kept.
+on_exit = server.remove_metrics
 
 
 post_fork = server.prepare_worker  # JSON error pages; psycogreen under gevent
@@ -115,8 +132,11 @@ post_fork = server.prepare_worker  # JSON error pages; psycogreen under gevent
 
 def post_worker_init(worker: Any) -> None:
     """In each worker, after fork and after the app is loaded (gevent has patched threads
-    into greenlets by now): start the job scheduler when SCHEDULER_ENABLED, then report."""
+    into greenlets by now): start tracing when TRACING_ENABLED and the job scheduler when
+    SCHEDULER_ENABLED, build the worker's metrics, then report."""
+    server.start_tracing(worker)
     server.start_scheduler(worker)
+    server.start_metrics(worker)
     server.announce_worker(worker)
 
 

@@ -1,9 +1,10 @@
 """The chassis: the reusable layer every service built from this template shares.
 
 Settings, logging, the tracking id, the JSON envelope and errors, health endpoints, the
-database engine and sessions, upsert, request validation, the gunicorn integration and the
-job scheduler. It never imports the service (the `app` package): the service builds its
-Flask app with `build_app()`, then registers its own resources and jobs on it.
+database engine and sessions, upsert, request validation, the API document and its page,
+the gunicorn integration, Prometheus metrics, the job scheduler and optional tracing. It
+never imports the service (the `app` package): the service builds its Flask app with
+`build_app()`, then registers its own resources and jobs on it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map
 
-from chassis import db, errors, health
+from chassis import apidocs, db, errors, health, metrics, openapi
 from chassis.cookies import CookieSessionInterface
 from chassis.log import configure_logging
 from chassis.responses import JSONProvider
@@ -76,13 +77,18 @@ def build_app(import_name: str, settings: Settings) -> Flask:
     errors.init_app(app)
     db.init_app(app, settings)
     app.register_blueprint(health.bp)
+    # The API document and its page, written from every route when first asked for.
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(apidocs.bp)
     # Only the `flask scheduler` commands: schedulers start per gunicorn worker (hooks in
     # gunicorn.conf.py) or in `flask scheduler run`, never while the app is built.
     app.cli.add_command(scheduler_cli)
 
     # Middleware, innermost first. ProxyFix rewrites the environ for Flask (only when some
-    # proxy is trusted: with every count 0 it would change nothing). The tracking id wraps
-    # everything, so even a failure in ProxyFix or Flask itself answers with the header.
+    # proxy is trusted: with every count 0 it would change nothing). The tracing span
+    # (TRACING_ENABLED) covers both, inside the tracking id so that it can record it. The
+    # tracking id wraps everything, so even a failure in ProxyFix or Flask itself answers
+    # with the header.
     hops = {
         "x_for": settings.proxy_fix_x_for,
         "x_proto": settings.proxy_fix_x_proto,
@@ -92,9 +98,16 @@ def build_app(import_name: str, settings: Settings) -> Flask:
     }
     if any(hops.values()):
         app.wsgi_app = ProxyFix(app.wsgi_app, **hops)  # type: ignore[method-assign]
+    if settings.tracing_enabled:
+        from chassis import tracing  # the optional `tracing` extra, imported only when on
+
+        tracing.init_app(app)
     app.wsgi_app = TrackingIdMiddleware(  # type: ignore[method-assign]
         app.wsgi_app, header=settings.tracking_id_header
     )
+    # Outside it all, the request metrics (every answer counted, a failure of the tracking
+    # id's included) and the metrics listener (METRICS_BIND), answered before anything else.
+    metrics.init_app(app, settings)
 
     if settings.uses_development_secret:
         log.warning(

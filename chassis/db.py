@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from chassis.metrics import current_metrics
 from chassis.responses import error
 from chassis.settings import Settings
 from chassis.tracking import call_with_tracking_id, current_tracking_id, tracking_scope
@@ -247,6 +248,8 @@ def handle_database_error(exc: sa_exc.SQLAlchemyError) -> Response:
     """Roll back, then answer by cause: 504 for a query that ran out of time, 503 with
     Retry-After when the database is unreachable or busy, 500 for anything else."""
     get_db().remove_session()
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection within DB_POOL_TIMEOUT
+        current_metrics().pool_timeouts.inc()
     orig = getattr(exc, "orig", None)
     logged = redacted(exc)
     if getattr(orig, "pgcode", None) == QUERY_CANCELED:

@@ -21,10 +21,12 @@ from flask import Flask
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
-from chassis.log import TrackingIdFilter, access_fields, build_formatter
+from chassis.log import access_fields, build_formatter, record_filter
+from chassis.metric_files import MetricFiles
+from chassis.metrics import current_metrics
 from chassis.responses import envelope_body
 from chassis.scheduler.runner import Scheduler, load_registry
-from chassis.settings import Settings, current_settings, use_settings
+from chassis.settings import Settings, current_settings, tcp_port, use_settings
 from chassis.tracking import current_tracking_id, new_tracking_id
 
 # What gunicorn.conf.py gives gunicorn for each GUNICORN_WORKER_CLASS.
@@ -68,7 +70,9 @@ class StructuredLogger(Logger):  # type: ignore[misc]
     """gunicorn's logger with the app's formats: JSON lines (LOG_FORMAT=json) or text.
 
     Access lines carry the tracking id read from the response header, so ids the app
-    generated appear too, and every field is JSON-escaped whatever the client sent.
+    generated appear too, and every field is JSON-escaped whatever the client sent. With
+    TRACING_ENABLED they carry the trace id too: gunicorn writes them before it closes the
+    response, while the request's span is still the current one.
     """
 
     def setup(self, cfg: Any) -> None:
@@ -77,8 +81,8 @@ class StructuredLogger(Logger):  # type: ignore[misc]
         self.tracking_header = settings.tracking_id_header.lower()
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
-                handler.setFormatter(build_formatter(settings.log_format))
-                handler.addFilter(TrackingIdFilter())
+                handler.setFormatter(build_formatter(settings.log_format, settings.tracing_enabled))
+                handler.addFilter(record_filter(settings))
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
         if not self.cfg.accesslog:
@@ -234,12 +238,35 @@ def log_configuration(server: Any, preload_refused: bool) -> None:
 SHUTDOWN_MARGIN_SECONDS = 5.0
 
 
+def chassis_settings(app: object) -> Settings | None:
+    """The settings `app` was built from, or None when the chassis did not build it."""
+    settings = app.extensions.get("settings") if isinstance(app, Flask) else None
+    return settings if isinstance(settings, Settings) else None
+
+
+def start_tracing(worker: Any) -> None:
+    """post_worker_init: give this worker a tracer provider when TRACING_ENABLED.
+
+    After fork, so the master never runs a span processor, and after the app is loaded,
+    which under gevent is after threading was patched: the processor's worker is then a
+    greenlet, serving exports between requests, not a thread the patching never saw."""
+    settings = chassis_settings(worker.wsgi)
+    if settings is None:
+        if current_settings().tracing_enabled:
+            worker.log.warning("TRACING_ENABLED ignored: %r is not a chassis app", worker.wsgi)
+        return
+    if settings.tracing_enabled:
+        from chassis import tracing  # the optional extra, imported only when enabled
+
+        tracing.start_tracing(settings)
+
+
 def start_scheduler(worker: Any) -> None:
     """post_worker_init: start this worker's job scheduler when SCHEDULER_ENABLED, if the
     app was built by the chassis (any other WSGI app is served without one)."""
     app = worker.wsgi
-    settings = app.extensions.get("settings") if isinstance(app, Flask) else None
-    if not isinstance(settings, Settings):
+    settings = chassis_settings(app)
+    if settings is None:
         if current_settings().scheduler_enabled:
             worker.log.warning("SCHEDULER_ENABLED ignored: %r is not a chassis app", app)
         return
@@ -256,3 +283,64 @@ def stop_scheduler(server: Any, worker: Any) -> None:
     scheduler = app.extensions.get("scheduler") if isinstance(app, Flask) else None
     if scheduler is not None:
         scheduler.stop(wait=max(0.0, worker.cfg.graceful_timeout - SHUTDOWN_MARGIN_SECONDS))
+
+
+# --- Metrics (chassis/metrics.py, chassis/metric_files.py) -----------------------------------
+
+
+def listeners(bind: str, metrics_bind: str | None) -> list[str]:
+    """gunicorn's `bind`: the app's address, and the metrics listener's when METRICS_BIND is
+    set; one port for both would put every request on the metrics listener."""
+    if metrics_bind is None:
+        return [bind]
+    if tcp_port(bind) == tcp_port(metrics_bind):
+        raise SystemExit(
+            "configuration error: METRICS_BIND: must use another port than GUNICORN_BIND "
+            f"(got {metrics_bind!r} beside {bind!r})"
+        )
+    return [bind, metrics_bind]
+
+
+def prepare_metrics(server: Any, configured: str | None) -> None:
+    """on_starting, in the master before the first fork: create PROMETHEUS_MULTIPROC_DIR (or
+    a private directory) without metric files, for every worker to write to."""
+    try:
+        server.chassis_metric_files = MetricFiles.prepare(configured)
+    except OSError as exc:
+        raise SystemExit(
+            f"configuration error: PROMETHEUS_MULTIPROC_DIR: cannot use {exc.filename}: "
+            f"{exc.strerror}"
+        ) from None
+    server.log.info("metrics: worker files in %s", server.chassis_metric_files.directory)
+
+
+def retire_worker_metrics(server: Any, worker: Any) -> None:
+    """child_exit, in the master: mark the worker dead and fold its counts into the archives."""
+    files: MetricFiles | None = getattr(server, "chassis_metric_files", None)
+    if files is None:
+        return
+    try:
+        files.worker_exited(worker.pid)
+    except OSError as exc:
+        # Never stop the master for this: the files stay, and are still counted once.
+        server.log.warning("metrics: could not fold worker %s's files: %s", worker.pid, exc)
+
+
+def remove_metrics(server: Any) -> None:
+    """on_exit: remove the metrics directory if it was made for this server."""
+    files: MetricFiles | None = getattr(server, "chassis_metric_files", None)
+    if files is not None:
+        files.remove()
+
+
+def worker_class_name(worker: Any) -> str:
+    """The GUNICORN_WORKER_CLASS name of `worker`'s class (what `app_build_info` shows)."""
+    configured = str(worker.cfg.worker_class_str)
+    names = {path: name for name, path in WORKER_CLASSES.items()}
+    return configured if configured in WORKER_CLASSES else names.get(configured, configured)
+
+
+def start_metrics(worker: Any) -> None:
+    """post_worker_init: build this worker's metrics and say what it runs (a chassis app)."""
+    if chassis_settings(worker.wsgi) is not None:
+        current_metrics().describe_build(worker_class_name(worker))

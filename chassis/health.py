@@ -8,9 +8,13 @@ and answers 503 within 1.5 seconds when the database is down or unreachable.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import Blueprint, Response
+from pydantic import BaseModel
 
 from chassis.db import get_db
+from chassis.operations import operation
 from chassis.responses import error, ok
 
 bp = Blueprint("health", __name__)
@@ -19,13 +23,30 @@ bp = Blueprint("health", __name__)
 READINESS_TIMEOUT_S = 1.5
 
 
+class Alive(BaseModel):
+    """The process answers."""
+
+    status: Literal["alive"]
+
+
+class Ready(BaseModel):
+    """The database answers a query."""
+
+    status: Literal["ready"]
+
+
 @bp.get("/healthz")
+@operation(answers={200: Alive}, database=False)
 def healthz() -> Response:
     """Report that the process is alive."""
     return ok({"status": "alive"})
 
 
 @bp.get("/readyz")
+@operation(
+    answers={200: Ready, 503: "The database does not answer: take this instance out of rotation."},
+    database=False,  # it answers its own 503, within READINESS_TIMEOUT_S, never a 504
+)
 def readyz() -> Response:
     """Report whether this instance can take traffic: the database answers a query."""
     if get_db().is_ready(READINESS_TIMEOUT_S):

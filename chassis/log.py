@@ -2,7 +2,9 @@
 
 Every record passes a filter that stamps it with the current tracking id (or the
 `NO_TRACKING_ID` placeholder outside a request), so the formatters never fail on a record
-from startup, the CLI or a background thread. Flask's `app.logger` and werkzeug's logger
+from startup, the CLI or a background thread. With TRACING_ENABLED it also stamps the active
+span's trace and span ids ("-" outside a span; chassis/tracing.py); with tracing off records
+carry no such field and nothing is looked up. Flask's `app.logger` and werkzeug's logger
 propagate to the root and so go through the same handler.
 
 A JSON line holds::
@@ -11,7 +13,8 @@ A JSON line holds::
      "tracking_id": "...", "loc": "items.py:42", "func": "create", "process": 123,
      "message": "...", "exception": "Traceback ..."}
 
-plus any `extra={...}` fields the call passed.
+plus `"trace_id": "...", "span_id": "..."` after the tracking id with TRACING_ENABLED, and
+any `extra={...}` fields the call passed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,15 +33,33 @@ from chassis.tracking import current_tracking_id
 
 HANDLER_NAME = "app"
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(tracking_id)s] %(name)s: %(message)s"
+TRACED_TEXT_FORMAT = TEXT_FORMAT.replace("%(tracking_id)s", "%(tracking_id)s %(trace_id)s")
 
 
 class TrackingIdFilter(logging.Filter):
-    """Stamp each record with the active tracking id unless it already carries one."""
+    """Stamp each record with the active tracking id and, given `span_ids`, the active
+    span's trace and span ids, unless it already carries them."""
+
+    def __init__(self, span_ids: Callable[[], tuple[str, str]] | None = None) -> None:
+        super().__init__()
+        self.span_ids = span_ids
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "tracking_id"):
             record.tracking_id = current_tracking_id()
+        if self.span_ids is not None and not hasattr(record, "trace_id"):
+            record.trace_id, record.span_id = self.span_ids()
         return True
+
+
+def record_filter(settings: Settings) -> TrackingIdFilter:
+    """Return the filter for this process's handlers: span ids only with TRACING_ENABLED."""
+    if not settings.tracing_enabled:
+        return TrackingIdFilter()
+    # Imported only when tracing is on: OpenTelemetry is an optional extra.
+    from chassis.tracing import current_span_ids
+
+    return TrackingIdFilter(current_span_ids)
 
 
 class JsonLineFormatter(JsonFormatter):
@@ -56,6 +78,9 @@ class JsonLineFormatter(JsonFormatter):
         log_data["level"] = record.levelname
         log_data["logger"] = record.name
         log_data["tracking_id"] = getattr(record, "tracking_id", current_tracking_id())
+        if hasattr(record, "trace_id"):  # TRACING_ENABLED
+            log_data["trace_id"] = record.trace_id
+            log_data["span_id"] = getattr(record, "span_id", "-")
         log_data["loc"] = f"{record.filename}:{record.lineno}"
         log_data["func"] = record.funcName
         log_data["process"] = record.process
@@ -79,8 +104,8 @@ class TextLineFormatter(logging.Formatter):
     """Readable text, one line per record: control characters in the message are escaped.
     A traceback keeps its own line breaks, with the controls in each line escaped."""
 
-    def __init__(self) -> None:
-        super().__init__(TEXT_FORMAT)
+    def __init__(self, traced: bool = False) -> None:
+        super().__init__(TRACED_TEXT_FORMAT if traced else TEXT_FORMAT)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escape_controls(super().formatMessage(record))
@@ -92,19 +117,20 @@ class TextLineFormatter(logging.Formatter):
         return "\n".join(map(escape_controls, super().formatStack(stack_info).split("\n")))
 
 
-def build_formatter(log_format: str) -> logging.Formatter:
-    """Return the formatter for `log_format` ("json" or "text")."""
+def build_formatter(log_format: str, traced: bool = False) -> logging.Formatter:
+    """Return the formatter for `log_format` ("json" or "text"); `traced` adds the trace
+    id to text lines (JSON lines show whatever ids the filter stamped)."""
     if log_format == "json":
         return JsonLineFormatter()
-    return TextLineFormatter()
+    return TextLineFormatter(traced)
 
 
 def configure_logging(settings: Settings) -> None:
     """Install the chassis's single stdout handler on the root logger (idempotent)."""
     handler = logging.StreamHandler(sys.stdout)
     handler.name = HANDLER_NAME
-    handler.setFormatter(build_formatter(settings.log_format))
-    handler.addFilter(TrackingIdFilter())
+    handler.setFormatter(build_formatter(settings.log_format, settings.tracing_enabled))
+    handler.addFilter(record_filter(settings))
     root = logging.getLogger()
     for existing in [h for h in root.handlers if h.name == HANDLER_NAME]:
         root.removeHandler(existing)

@@ -18,6 +18,7 @@ accepts; the entry points turn it into a clean exit, not a traceback.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import textwrap
@@ -69,6 +70,8 @@ _T = TypeVar("_T")
 
 # RFC 9110 token characters: what a header name may hold.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# What names a callable to import: `package.module:attribute`.
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
 class SettingsError(ValueError):
@@ -173,6 +176,14 @@ def _first_error(exc: ValidationError) -> SettingsError:
         + str(ctx.get("expected", "")).replace(" or ", ", ").replace("'", ""),
     }.get(kind, error["msg"][:1].lower() + error["msg"][1:])
     return SettingsError(name, f"{problem} (got {given!r})")
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it; its parents are imported)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def _choice(value: Any, *, upper: bool = False) -> Any:
@@ -287,6 +298,14 @@ class Settings(_Declared):
         bodies.""",
         ge=1,
     )
+    metrics_bind: str | None = setting(
+        None,
+        """Where Prometheus scrapes /metrics: gunicorn listens here too, and answers
+        /metrics and nothing else on it; never the address nginx proxies to. Unset, no
+        metrics listener (compose.yaml and Kubernetes set 0.0.0.0:9100).""",
+        shown="off",
+        accepts="HOST:PORT",
+    )
     scheduler_enabled: bool = setting(
         False,
         """Run scheduled jobs in every gunicorn worker; the database makes each scheduled time
@@ -304,6 +323,19 @@ class Settings(_Declared):
         (the scheduler keeps one more for its leases), so slow requests never hold up a job
         or its lease. Jobs running at once beyond it wait for one; SQLite has one.""",
         ge=1,
+    )
+    tracing_enabled: bool = setting(
+        False,
+        """Record an OpenTelemetry span per request, continuing the caller's W3C traceparent,
+        and write its trace id in every log line. Needs the tracing extra (uv sync --extra
+        tracing); off, nothing of OpenTelemetry is imported.""",
+    )
+    tracing_exporter: str = setting(
+        "console",
+        """Where each worker's spans go: console writes one JSON line per span on stdout;
+        module:attribute names a callable returning an OpenTelemetry SpanExporter, such as
+        an OTLP exporter class (README: Tracing).""",
+        accepts="console, or module:attribute",
     )
 
     @field_validator("app_env", mode="before")
@@ -352,6 +384,32 @@ class Settings(_Declared):
     def _header_name(cls, value: str) -> str:
         if not _HEADER_NAME.fullmatch(value):
             raise ValueError("must be a valid HTTP header name")
+        return value
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _metrics_bind(cls, value: str | None) -> str | None:
+        if value is not None and tcp_port(value) is None:
+            raise ValueError(f"must be HOST:PORT or [IPV6]:PORT (got {value!r})")
+        return value
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The metrics listener's port (METRICS_BIND), or None when there is none."""
+        return tcp_port(self.metrics_bind) if self.metrics_bind else None
+
+    @field_validator("tracing_enabled")
+    @classmethod
+    def _tracing_installed(cls, value: bool) -> bool:
+        if value and not _installed("opentelemetry.sdk"):
+            raise ValueError("needs the tracing extra: uv sync --extra tracing (README: Tracing)")
+        return value
+
+    @field_validator("tracing_exporter")
+    @classmethod
+    def _exporter(cls, value: str) -> str:
+        if value != "console" and not _IMPORT_PATH.fullmatch(value):
+            raise ValueError(f"must be console or module:attribute (got {value!r})")
         return value
 
     @property
@@ -445,6 +503,14 @@ class ServerSettings(_Declared):
         host.""",
         accepts="comma-separated addresses, or *",
     )
+    prometheus_multiproc_dir: str | None = setting(
+        None,
+        """Where each worker writes its metrics for the others to read (prometheus_client's
+        multiprocess mode). gunicorn creates it and deletes the metric files in it at start;
+        dead workers' counts are summed into one file per kind, so files never pile up.""",
+        shown="a new directory in /dev/shm (else the temp dir), removed at exit",
+        accepts="a directory",
+    )
 
     @field_validator("gunicorn_worker_class", mode="before")
     @classmethod
@@ -458,10 +524,28 @@ class ServerSettings(_Declared):
 
 
 # Read by other programs, not by the service; listed in the documentation beside the rest.
+# Each: (what it accepts, why).
 OTHER_VARIABLES = {
-    "GUNICORN_CMD_ARGS": "Extra gunicorn command-line flags; applied after gunicorn.conf.py, so "
-    "they win.",
+    "GUNICORN_CMD_ARGS": (
+        "gunicorn flags",
+        "Extra gunicorn command-line flags; applied after gunicorn.conf.py, so they win.",
+    ),
+    "OTEL_SERVICE_NAME": (
+        "any text",
+        "With TRACING_ENABLED, the service name on every span; OpenTelemetry's SDK reads it "
+        "and its other OTEL_ variables (sampler, batching, an OTLP exporter's endpoint).",
+    ),
 }
+
+
+def tcp_port(bind: str) -> int | None:
+    """The port of a gunicorn bind `HOST:PORT` or `[IPV6]:PORT`; None for anything else
+    (`unix:PATH`, `fd://N`, a missing or out-of-range port)."""
+    host, _, port = bind.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not host or (":" in host) != bracketed:
+        return None
+    return int(port) if port.isdigit() and 0 < int(port) < 65536 else None
 
 
 def normalise_database_url(raw: str) -> str:
@@ -568,7 +652,7 @@ def env_example() -> str:
             lines += ["", *textwrap.wrap(why, 90, initial_indent="# ", subsequent_indent="# ")]
             default = "" if field.default is None else _plain(field.default)
             lines.append(f"# {name}={default}")
-    for name, why in OTHER_VARIABLES.items():
+    for name, (_, why) in OTHER_VARIABLES.items():
         lines += ["", *textwrap.wrap(why, 90, initial_indent="# ", subsequent_indent="# ")]
         lines.append(f"# {name}=")
     return "\n".join(lines) + "\n"
@@ -584,8 +668,8 @@ def readme_table() -> str:
                 default = f"`{default}`"
             why = str(field.description).split(". ")[0].removesuffix(".")
             rows.append(f"| `{name}` | {default} | {accepted(field)} | {why} |")
-    for name, why in OTHER_VARIABLES.items():
-        rows.append(f"| `{name}` | | gunicorn flags | {why.split('; ')[0]} |")
+    for name, (accepts, why) in OTHER_VARIABLES.items():
+        rows.append(f"| `{name}` | | {accepts} | {why.split('; ')[0]} |")
     return "\n".join(rows) + "\n"
 
 

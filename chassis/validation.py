@@ -8,10 +8,11 @@ fields are refused, and every message reads `field: rule`, for example
 from __future__ import annotations
 
 import re
-from typing import Annotated, TypeVar
+from collections.abc import Iterable
+from typing import Annotated, Any, TypeVar
 
 from flask import request
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from werkzeug.exceptions import BadRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -34,8 +35,14 @@ def storable(value: str) -> str:
     return value
 
 
+# JSON Schema's way of saying `storable`'s first rule, in /openapi.json (the second, no lone
+# surrogates, it cannot say: a JSON string may hold them).
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
 # The type for every string field of a request body: stored exactly, on every backend.
-Text = Annotated[str, AfterValidator(storable)]
+Text = Annotated[
+    str, AfterValidator(storable), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})
+]
 
 
 def parse_body(model: type[ModelT]) -> ModelT:
@@ -44,9 +51,29 @@ def parse_body(model: type[ModelT]) -> ModelT:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     try:
-        return model.model_validate(body, strict=True)
+        return model.model_validate(whole_numbers(body), strict=True)
     except ValidationError as exc:
         raise BadRequest(describe(exc)) from None
+
+
+def whole_numbers(body: dict[str, Any]) -> dict[str, Any]:
+    """Make each float without a fraction in `body` (`5.0`, `1e3`) an int, in place.
+
+    JSON has one number type, and JSON Schema's `integer` (what /openapi.json promises) is
+    any number without a fraction: a client may well write 5 as `5.0`, which strict
+    validation would refuse. Strings stay strings ("5" is still no integer). A loop, not
+    recursion: the body may be nested as deep as the JSON parser allows."""
+    stack: list[dict[str, Any] | list[Any]] = [body]
+    while stack:
+        node = stack.pop()
+        keys: Iterable[Any] = list(node) if isinstance(node, dict) else range(len(node))
+        for key in keys:
+            value = node[key]
+            if isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            elif isinstance(value, dict | list):
+                stack.append(value)
+    return body
 
 
 # At most this many `field: rule` parts in one message: a body with 20,000 unknown keys

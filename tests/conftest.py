@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from tests.deploy.compose_stack import Stack, running_stack
 from tests.deploy.systemd_host import Host, booted_host
 from tests.engine import build_standins, engine_unavailable_reason
 from tests.postgres import PostgresServer, postgres_unavailable_reason
-from tests.processes import ROOT
+from tests.processes import ROOT, Gunicorn
 from tests.proxy import nginx_unavailable_reason
 
 LogReader = Callable[[], list[dict[str, Any]]]
@@ -61,6 +62,16 @@ class ClosingClient(FlaskClient):
 
 
 AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def started() -> Iterator[list[Gunicorn]]:
+    """gunicorn servers a test starts; any still running afterwards are killed."""
+    servers: list[Gunicorn] = []
+    yield servers
+    for server in servers:
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop(signal.SIGKILL)
 
 
 def require_service(reason: str) -> None:

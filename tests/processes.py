@@ -13,12 +13,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 
+T = TypeVar("T")
 
 # The tracking id of wait_ready's probes, so log assertions can leave them out.
 PROBE = {"X-Tracking-ID": "readiness-probe"}
@@ -258,3 +260,9 @@ class Load:
         self.stopping.set()
         for thread in self.threads:
             thread.join()
+
+
+def in_parallel(count: int, call: Callable[[int], T]) -> list[T]:
+    """Run `call(0..count-1)` on `count` threads at once; return the results in order."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(call, range(count)))

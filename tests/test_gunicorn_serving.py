@@ -13,34 +13,14 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from tests.apps.sleepy import POOL_VARIABLES
-from tests.processes import Gunicorn, Load, base_env, get, serve_test_app
+from tests.processes import Gunicorn, Load, base_env, get, in_parallel, serve_test_app
 
-T = TypeVar("T")
 WORKER_CLASSES = [pytest.param("sync", id="sync"), pytest.param("gevent", id="gevent")]
-
-
-@pytest.fixture
-def started() -> Iterator[list[Gunicorn]]:
-    """Servers a test starts; any still running afterwards are stopped."""
-    servers: list[Gunicorn] = []
-    yield servers
-    for server in servers:
-        if server.proc is not None and server.proc.poll() is None:
-            server.stop(signal.SIGKILL)
-
-
-def in_parallel(count: int, call: Callable[[int], T]) -> list[T]:
-    """Run `call(0..count-1)` on `count` threads at once; return the results in order."""
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(call, range(count)))
 
 
 def worker_pids(server: Gunicorn) -> set[int]:

@@ -7,6 +7,8 @@
     DELETE /api/items/<id>             delete            200 with the deleted item, 404
 
 Bad input answers 400 naming the field and the rule; nothing is stored by a rejected request.
+Each view's `@operation` declares its parameters, body and answers: the view gets them
+parsed, and /openapi.json documents them (chassis/operations.py).
 
 `flask --app app.wsgi items count` shows how a CLI command (or any work outside a request)
 gets a session and a tracking id: `get_db().session_scope()`.
@@ -14,20 +16,22 @@ gets a session and a tracking id: `get_db().session_scope()`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Annotated
 
 import click
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select
 
 from app.items.models import Item
 from chassis.db import get_db, get_session
 from chassis.models import utcnow
+from chassis.operations import IntParam, TextParam, operation
 from chassis.responses import created, ok
 from chassis.upsert import upsert
-from chassis.validation import MAX_INT, Text, parse_body, parse_int
+from chassis.validation import MAX_INT, Text
 
 bp = Blueprint("items", __name__, url_prefix="/api/items")
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 Name = Annotated[Text, Field(min_length=1, max_length=100)]
 Quantity = Annotated[int, Field(ge=0, le=MAX_INT)]
 Note = Annotated[Text, Field(max_length=1000)] | None
+ID = IntParam(minimum=1, maximum=MAX_INT, description="The item's id.")
 
 
 class ItemCreate(BaseModel):
@@ -54,8 +59,26 @@ class ItemPut(BaseModel):
     note: Note = None
 
 
-def _item_id(raw: str) -> int:
-    return parse_int(raw, "id", default=0, minimum=1, maximum=MAX_INT)
+class ItemOut(BaseModel):
+    """An item as the API shows it (Item.to_dict)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: int
+    name: str
+    quantity: int
+    note: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ItemPage(BaseModel):
+    """One page of items, oldest first, and how many there are in all."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[ItemOut]
+    total: int
+    limit: int
+    offset: int
 
 
 def _get_or_404(item_id: int) -> Item:
@@ -66,9 +89,9 @@ def _get_or_404(item_id: int) -> Item:
 
 
 @bp.post("")
-def create_item() -> Response:
+@operation(body=ItemCreate, answers={201: ItemOut, 409: "An item with this name exists."})
+def create_item(body: ItemCreate) -> Response:
     """Create an item; 409 when the name is taken."""
-    body = parse_body(ItemCreate)
     session = get_session()
     now = utcnow()
     row = body.model_dump() | {"created_at": now, "updated_at": now}
@@ -80,10 +103,15 @@ def create_item() -> Response:
 
 
 @bp.get("")
-def list_items() -> Response:
+@operation(
+    query={
+        "limit": IntParam(minimum=1, maximum=100, default=20, description="Items per page."),
+        "offset": IntParam(minimum=0, maximum=MAX_INT, default=0, description="Items skipped."),
+    },
+    answers={200: ItemPage},
+)
+def list_items(limit: int, offset: int) -> Response:
     """Return one page of items, oldest first, and the total count."""
-    limit = parse_int(request.args.get("limit"), "limit", default=20, minimum=1, maximum=100)
-    offset = parse_int(request.args.get("offset"), "offset", default=0, minimum=0, maximum=MAX_INT)
     session = get_session()
     items = session.scalars(select(Item).order_by(Item.id).limit(limit).offset(offset))
     total = session.scalar(select(func.count()).select_from(Item))
@@ -91,18 +119,21 @@ def list_items() -> Response:
     return ok({"items": page, "total": total, "limit": limit, "offset": offset})
 
 
-@bp.get("/<item_id>")
-def get_item(item_id: str) -> Response:
+@bp.get("/<id>")
+@operation(path={"id": ID}, answers={200: ItemOut, 404: "No item has this id."})
+def get_item(id: int) -> Response:
     """Return one item."""
-    return ok(_get_or_404(_item_id(item_id)).to_dict())
+    return ok(_get_or_404(id).to_dict())
 
 
 @bp.put("/by-name/<name>")
-def put_item(name: str) -> Response:
+@operation(
+    path={"name": TextParam(max_length=100, description="The item's name.")},
+    body=ItemPut,
+    answers={200: ItemOut, 201: ItemOut},
+)
+def put_item(name: str, body: ItemPut) -> Response:
     """Create the item called `name` or replace its quantity and note."""
-    if not 1 <= len(name) <= 100 or "\x00" in name:
-        abort(400, "name: must be 1 to 100 characters, without NUL characters")
-    body = parse_body(ItemPut)
     session = get_session()
     now = utcnow()
     row = body.model_dump() | {"name": name, "created_at": now, "updated_at": now}
@@ -114,18 +145,18 @@ def put_item(name: str) -> Response:
     return created(item) if written.inserted else ok(item, msg="updated")
 
 
-@bp.delete("/<item_id>")
-def delete_item(item_id: str) -> Response:
+@bp.delete("/<id>")
+@operation(path={"id": ID}, answers={200: ItemOut, 404: "No item has this id."})
+def delete_item(id: int) -> Response:
     """Delete one item and return it.
 
     One `DELETE ... RETURNING`: of two concurrent deletes, one answers 200 and the other 404.
     (Reading the row, then deleting it, fails the second with a 500: its DELETE waits for
     the first and then matches no row.)"""
-    found = _item_id(item_id)
     session = get_session()
-    item = session.scalars(delete(Item).where(Item.id == found).returning(Item)).one_or_none()
+    item = session.scalars(delete(Item).where(Item.id == id).returning(Item)).one_or_none()
     if item is None:
-        abort(404, f"item {found} not found")
+        abort(404, f"item {id} not found")
     deleted = item.to_dict()
     session.commit()
     return ok(deleted, msg="deleted")

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from werkzeug.utils import import_string
 
 from chassis.db import Database
+from chassis.metrics import current_metrics
 from chassis.scheduler import lease
 from chassis.scheduler.connections import scheduler_sessions, transaction
 from chassis.scheduler.registry import Job, Registry, Run
@@ -122,7 +123,7 @@ class Scheduler:
             now = lease.database_now(session)
         for job in self.registry.jobs.values():
             for scheduled_at in self._due(job, now):
-                self._claim(job, scheduled_at)
+                self._claim(job, scheduled_at, now)
                 # Only once the database has answered: a failed claim is retried next pass.
                 self._seen[job.name] = scheduled_at
         if time.monotonic() >= self._next_scan:
@@ -140,11 +141,12 @@ class Scheduler:
         self._seen[job.name] = job.latest(now)
         return []
 
-    def _claim(self, job: Job, scheduled_at: dt.datetime) -> None:
+    def _claim(self, job: Job, scheduled_at: dt.datetime, now: dt.datetime) -> None:
         tracking_id = new_tracking_id()
         with transaction(self._leases, tracking_id) as session:
             run_id = lease.claim(session, job, scheduled_at, self.holder, tracking_id)
         if run_id is not None:
+            current_metrics().run_claimed(job.name, (now - scheduled_at).total_seconds())
             self._start(job, run_id, scheduled_at, 1, tracking_id)
 
     def _take_over_expired(self) -> None:
@@ -200,14 +202,17 @@ class Scheduler:
                 log.error(
                     "job %s lost its run to another process: its work is rolled back", job.name
                 )
+                current_metrics().run_ended(job.name, "lost")
                 return
             except Exception:
                 log.exception(
                     "job %s: could not record the outcome; its lease will expire", job.name
                 )
+                current_metrics().run_ended(job.name, "unrecorded")
                 return
             took = round(time.monotonic() - started, 3)
             log.info("job %s %s in %s s", job.name, "failed" if error else "succeeded", took)
+            current_metrics().run_ended(job.name, "failed" if error else "succeeded")
 
     def _run(self, job: Job, fence: lease.Fence, run: Run) -> str | None:
         """Call the job and commit its work together with its outcome; after an exception,

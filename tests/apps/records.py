@@ -9,7 +9,8 @@ the tests create it themselves with `create_tables`.
     POST /test/records                  {"name", "quantity"?, "note"?}: 201, 409 if taken
     PUT  /test/records/by-name/<name>   {"quantity": n}: 201 created, 200 updated (an upsert)
 
-Its input rules are the example's: hostile-request tests (tests/test_hostile_corpus.py) send
+Each view declares its input and answers as the example's do (chassis/operations.py), so
+the chassis's tests of /openapi.json have a resource to read. Its input rules are the example's: hostile-request tests (tests/test_hostile_corpus.py) send
 it what PostgreSQL would refuse with a 500 (NUL characters, numbers past INTEGER, names past
 VARCHAR(100)), and each of those is a 400 here.
 """
@@ -19,16 +20,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import CheckConstraint, Integer, MetaData, String, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chassis.db import get_session
 from chassis.models import NAMING_CONVENTION, UTCDateTime, utcnow
+from chassis.operations import IntParam, TextParam, operation
 from chassis.responses import created, ok
 from chassis.upsert import upsert
-from chassis.validation import MAX_INT, Text, parse_body, parse_int
+from chassis.validation import MAX_INT, Text
 
 # The columns' limits (String(100), String(1000), INTEGER >= 0), checked before the database.
 Name = Annotated[Text, Field(min_length=1, max_length=100)]
@@ -88,13 +90,33 @@ class RecordPut(BaseModel):
     quantity: Quantity
 
 
+class RecordOut(BaseModel):
+    """A row as the test endpoints show it."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: int
+    name: str
+    quantity: int
+    note: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class RecordPage(BaseModel):
+    """The first rows and how many there are."""
+
+    model_config = ConfigDict(extra="forbid")
+    records: list[RecordOut]
+    total: int
+
+
 bp = Blueprint("records", __name__, url_prefix="/test/records")
 
 
 @bp.get("")
-def list_records() -> Response:
+@operation(query={"limit": IntParam(minimum=1, maximum=100, default=20)}, answers={200: RecordPage})
+def list_records(limit: int) -> Response:
     """The first `limit` rows and the total."""
-    limit = parse_int(request.args.get("limit"), "limit", default=20, minimum=1, maximum=100)
     session = get_session()
     rows = session.scalars(select(Record).order_by(Record.id).limit(limit))
     total = session.scalar(select(func.count()).select_from(Record))
@@ -102,9 +124,9 @@ def list_records() -> Response:
 
 
 @bp.post("")
-def create_record() -> Response:
+@operation(body=RecordCreate, answers={201: RecordOut, 409: "A record has this name."})
+def create_record(body: RecordCreate) -> Response:
     """Insert a row; 409 when the name is taken."""
-    body = parse_body(RecordCreate)
     session = get_session()
     written = upsert(session, Record, [body.model_dump()], conflict=["name"])
     if not written:
@@ -114,11 +136,13 @@ def create_record() -> Response:
 
 
 @bp.put("/by-name/<name>")
-def put_record(name: str) -> Response:
+@operation(
+    path={"name": TextParam(max_length=100)},
+    body=RecordPut,
+    answers={200: RecordOut, 201: RecordOut},
+)
+def put_record(name: str, body: RecordPut) -> Response:
     """Insert the row called `name` or replace its quantity."""
-    if not 1 <= len(name) <= 100 or "\x00" in name:
-        abort(400, "name: must be 1 to 100 characters, without NUL characters")
-    body = parse_body(RecordPut)
     session = get_session()
     row = {"name": name, "quantity": body.quantity}
     (written,) = upsert(session, Record, [row], conflict=["name"], update=["quantity"])

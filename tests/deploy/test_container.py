@@ -168,7 +168,7 @@ def test_build_stage_installs_only_locked_runtime_dependencies() -> None:
     [
         pytest.param("USER", "10001:10001", id="fixed-non-root-user"),
         pytest.param("WORKDIR", "/app", id="code-in-app"),
-        pytest.param("EXPOSE", "8000", id="gunicorn-port"),
+        pytest.param("EXPOSE", "8000 9100", id="gunicorn-and-metrics-ports"),
         pytest.param("STOPSIGNAL", "SIGTERM", id="graceful-stop-signal"),
         pytest.param("ENTRYPOINT", '["tini", "--"]', id="tini-as-pid-1"),
         pytest.param("CMD", '["gunicorn", "-c", "gunicorn.conf.py"]', id="exec-form-gunicorn"),

@@ -18,10 +18,11 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from chassis.health import READINESS_TIMEOUT_S
 from chassis.responses import envelope_body
-from chassis.settings import ServerSettings, Settings, SettingsError
+from chassis.settings import ServerSettings, Settings, SettingsError, tcp_port
 from tests.conftest import require_service
 from tests.deploy.files import compose_services, yaml_documents, yaml_file
 from tests.nginx.test_kit_conf import ONE_MIB, send
@@ -309,12 +310,24 @@ def test_environment_comes_from_the_configmap_and_secret(name: str) -> None:
 
 
 def test_container_port_matches_bind_and_service() -> None:
-    """The container listens where GUNICORN_BIND says; the Service targets that port by name."""
-    bind = load("configmap.yaml")["data"]["GUNICORN_BIND"]
+    """The container listens where GUNICORN_BIND and METRICS_BIND say; the Service targets
+    the app's port by name, and only that one."""
+    data = load("configmap.yaml")["data"]
     assert container("deployment.yaml")["ports"] == [
-        {"name": "http", "containerPort": int(bind.rsplit(":", 1)[1]), "protocol": "TCP"}
+        {"name": "http", "containerPort": tcp_port(data["GUNICORN_BIND"]), "protocol": "TCP"},
+        {"name": "metrics", "containerPort": tcp_port(data["METRICS_BIND"]), "protocol": "TCP"},
     ]
-    assert load("service.yaml")["spec"]["ports"][0]["targetPort"] == "http"
+    assert [port["targetPort"] for port in load("service.yaml")["spec"]["ports"]] == ["http"]
+
+
+def test_pod_annotations_point_prometheus_at_the_metrics_listener() -> None:
+    """prometheus.io/* on the web pods name METRICS_BIND's port and /metrics."""
+    annotations = workload("deployment.yaml")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(tcp_port(load("configmap.yaml")["data"]["METRICS_BIND"])),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def test_worker_count_is_sized_for_the_cpu_limit() -> None:
@@ -418,6 +431,10 @@ FROM_THE_CONTROLLER_ON_HTTP = {
     "from": [INGRESS_CONTROLLER],
     "ports": [{"protocol": "TCP", "port": "http"}],
 }
+FROM_MONITORING_ON_METRICS = {
+    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+    "ports": [{"protocol": "TCP", "port": "metrics"}],
+}
 TO_THE_DATABASE = {"ports": [{"protocol": "TCP", "port": 5432}]}
 TO_DNS = {
     "to": [
@@ -474,7 +491,10 @@ def test_each_policy_selects_exactly_one_workloads_pods() -> None:
     ("policy", "allowed_in", "allowed_out"),
     [
         pytest.param(
-            "kit", [FROM_THE_CONTROLLER_ON_HTTP], [TO_THE_DATABASE, TO_DNS], id="web-pods"
+            "kit",
+            [FROM_THE_CONTROLLER_ON_HTTP, FROM_MONITORING_ON_METRICS],
+            [TO_THE_DATABASE, TO_DNS],
+            id="web-pods",
         ),
         pytest.param("kit-migrate", [], [TO_THE_DATABASE, TO_DNS], id="migration-job"),
         pytest.param("kit-errors", [FROM_THE_CONTROLLER_ON_HTTP], [], id="error-backend"),
@@ -483,8 +503,9 @@ def test_each_policy_selects_exactly_one_workloads_pods() -> None:
 def test_policy_allows_only_these_peers_and_ports(
     policy: str, allowed_in: list[dict[str, Any]], allowed_out: list[dict[str, Any]]
 ) -> None:
-    """Isolated both ways; in only from the controller's namespace on "http", out only to the
-    database and DNS (the error backend: nowhere)."""
+    """Isolated both ways; in only from the controller's namespace on "http" (and, for the
+    web pods, from the monitoring namespace on "metrics"), out only to the database and DNS
+    (the error backend: nowhere)."""
     spec = network_policies()[policy]["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     assert spec.get("ingress", []) == allowed_in
@@ -503,6 +524,57 @@ def test_policy_port_http_is_the_port_the_service_targets(name: str, service_fil
     workload's container, the one its Service sends to."""
     assert find(service_file, "Service")["spec"]["ports"][0]["targetPort"] == "http"
     assert "http" in {port["name"] for port in container(name)["ports"]}
+
+
+# --- Optional monitoring -------------------------------------------------------------------
+
+MONITORING = BASE / "monitoring"
+
+
+def monitoring(kind: str) -> dict[str, Any]:
+    """The one object of `kind` in monitoring/servicemonitor.yaml."""
+    (found,) = [
+        d
+        for d in yaml_documents((MONITORING / "servicemonitor.yaml").read_text())
+        if d["kind"] == kind
+    ]
+    return found
+
+
+@pytest.mark.usefixtures("needs_kubectl")
+def test_monitoring_kustomization_builds_its_service_and_service_monitor() -> None:
+    """The optional monitoring/ builds apart from the base: a Service and a ServiceMonitor."""
+    assert sorted(d["kind"] for d in kustomize(MONITORING)) == ["Service", "ServiceMonitor"]
+
+
+def test_metrics_service_passes_kubernetes_validate(tmp_path: Path) -> None:
+    """The metrics Service is valid Kubernetes (the ServiceMonitor's kind is a CRD, which
+    kubernetes-validate has no schema for, hence not in the base)."""
+    service = tmp_path / "service.yaml"
+    service.write_text(yaml.safe_dump(monitoring("Service")))
+    done = subprocess.run(
+        [str(KUBERNETES_VALIDATE), "--strict", "--quiet", str(service)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=base_env(),
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_service_monitor_scrapes_the_web_pods_metrics_port() -> None:
+    """ServiceMonitor -> the metrics Service (by its labels, its port's name) -> the web
+    pods' port "metrics", at /metrics: the chain the policy's port "metrics" opens."""
+    service, monitor = monitoring("Service"), monitoring("ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    (port,) = service["spec"]["ports"]
+    assert (endpoint["port"], endpoint["path"]) == (port["name"], "/metrics")
+    assert service["spec"]["selector"].items() <= pod_labels("deployment.yaml").items()
+    assert port["targetPort"] == "metrics"
+    assert "metrics" in {p["name"] for p in container("deployment.yaml")["ports"]}
 
 
 def test_database_rule_is_the_database_urls_port() -> None:

@@ -176,6 +176,19 @@ def test_check_job_installs_what_service_tests_need(package: str) -> None:
     assert package in install.split()
 
 
+def test_check_job_gives_the_docs_page_test_a_browser() -> None:
+    """The browser test (tests/chassis/test_apidocs.py) finds Chrome and its driver where
+    the runner has them, named through to `make test`; .ci/run installs Debian's."""
+    named = step_running("check", "KIT_CHROMIUM=")["run"]
+    assert "$GITHUB_ENV" in named
+    assert "KIT_CHROMEDRIVER=" in named
+    test = step_running("check", "make test")["run"]
+    assert "KIT_CHROMIUM,KIT_CHROMEDRIVER" in test
+    provisioning = (ROOT / ".ci" / "run").read_text()
+    for package in ("chromium", "chromium-driver"):
+        assert f"packages+=({package})" in provisioning
+
+
 # --- The compose job: the real stack, through nginx ---------------------------------------
 
 

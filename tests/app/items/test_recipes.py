@@ -59,7 +59,8 @@ def send(server: Gunicorn, method: str, path: str, body: object = None) -> tuple
 
 def test_a_resource_is_a_folder_and_one_registration_line(checkout: Path, tmp_path: Path) -> None:
     """A copy of app/items/ renamed to widgets, registered in one line, with the migration
-    `make revision` writes from its model, serves /api/widgets beside /api/items."""
+    `make revision` writes from its model, serves /api/widgets beside /api/items, and
+    /openapi.json documents its operations, linked as the example's are."""
     env = service_env(tmp_path)
     widgets = checkout / "app" / "widgets"
     shutil.copytree(checkout / "app" / "items", widgets)
@@ -89,8 +90,21 @@ def test_a_resource_is_a_folder_and_one_registration_line(checkout: Path, tmp_pa
         assert (status, created["name"]) == (201, "sprocket")
         assert send(server, "GET", f"/api/widgets/{created['id']}")[0] == 200
         assert send(server, "POST", "/api/items", {"name": "bolt"})[0] == 201
+        status, _, answer = request(server.port, "GET", "/openapi.json")
     finally:
         server.stop()
+    assert status == 200
+    paths = json.loads(answer)["paths"]
+    documented = {(path, method) for path, methods in paths.items() for method in methods}
+    assert {
+        ("/api/widgets", "post"),
+        ("/api/widgets", "get"),
+        ("/api/widgets/{id}", "get"),
+        ("/api/widgets/by-name/{name}", "put"),
+        ("/api/widgets/{id}", "delete"),
+    } <= documented
+    links = paths["/api/widgets"]["post"]["responses"]["201"]["links"]
+    assert set(links) == {"widgets.get_widget", "widgets.delete_widget", "widgets.put_widget"}
 
 
 def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(

@@ -1,0 +1,322 @@
+"""Prometheus metrics: what the chassis measures, and the listener that answers `/metrics`.
+
+    http_requests_total{route, method, status_class}          counter
+    http_request_duration_seconds{route, method, status_class} histogram
+    http_requests_in_flight                                    gauge, summed over workers
+    db_pool_checked_out                                        gauge, summed over workers
+    db_pool_overflow                                           gauge, summed over workers
+    db_pool_timeouts_total                                     counter
+    scheduler_runs_total{job_name, outcome}                    counter
+    scheduler_lag_seconds{job_name}                            histogram
+    app_build_info{version, worker_class}                      gauge, always 1
+
+`route` is the URL rule (`/orders/<int:order_id>`), never the path a client sent, and
+`unmatched` when no rule matched; `method` is one of HTTP's own or `other`: no label takes a
+value a client chooses, so no client can grow the number of series.
+
+Where it answers: on a listener of its own, `METRICS_BIND`, which gunicorn binds beside
+`GUNICORN_BIND` (gunicorn.conf.py). A request that arrived there (the connection's own
+socket says so, not a header) gets `/metrics` and nothing else; `/metrics` on the app's
+port is a 404 like any unknown path. nginx and the Kubernetes Service reach only the app's
+port, and the listener can be opened to the monitoring network alone.
+
+Under gunicorn the values live in files shared by the workers (chassis/metric_files.py), so
+a scrape sums every worker, and a dead one's counts stay. Metrics are built per process at
+first use, never at import: in the gunicorn master, which forks the workers, nothing is
+measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from sqlalchemy import Engine, QueuePool, event
+from werkzeug.wsgi import ClosingIterator
+
+from chassis import metric_files
+from chassis.responses import envelope_body
+from chassis.settings import Settings
+from chassis.tracking import new_tracking_id
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+METRICS_PATH = "/metrics"
+UNMATCHED = "unmatched"
+# Where the request's URL rule is left for the middleware, by a before_request hook.
+ROUTE_KEY = "chassis.route"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Up to gunicorn's default timeout (30 s): a request cannot take longer.
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The scheduler looks for due times every 0.5 s; a lag of minutes is a scheduler in trouble.
+LAG_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# The service's version is pyproject.toml's, beside the chassis in a checkout and the image.
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+
+class Metrics:
+    """This process's metric families, and the registry a scrape reads."""
+
+    def __init__(self, directory: Path | None) -> None:
+        own: CollectorRegistry | None
+        if directory is None:
+            own = self.registry = CollectorRegistry()
+        else:
+            # Under gunicorn the values are in files, which a registry of their own reads at
+            # each scrape; the families register nowhere (prometheus_client's advice).
+            own, self.registry = None, metric_files.collecting_registry(directory)
+        route = ("route", "method", "status_class")
+        self.requests = Counter(
+            "http_requests", "Requests answered by the app.", route, registry=own
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from the request reaching the app to its response being sent.",
+            route,
+            buckets=REQUEST_BUCKETS,
+            registry=own,
+        )
+        # Gauges are summed over the workers alive; a dead worker's value leaves with it.
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "Requests being answered.",
+            multiprocess_mode="livesum",
+            registry=own,
+        )
+        self.pool_checked_out = Gauge(
+            "db_pool_checked_out",
+            "Request pool connections in use.",
+            multiprocess_mode="livesum",
+            registry=own,
+        )
+        self.pool_overflow = Gauge(
+            "db_pool_overflow",
+            "Request pool connections in use beyond DB_POOL_SIZE.",
+            multiprocess_mode="livesum",
+            registry=own,
+        )
+        self.pool_timeouts = Counter(
+            "db_pool_timeouts",
+            "Requests that got no pooled connection within DB_POOL_TIMEOUT (answered 503).",
+            registry=own,
+        )
+        # `job_name`, not `job`: Prometheus gives every series the label `job` (the scrape
+        # job's), and would rename this one `exported_job`.
+        self.scheduler_runs = Counter(
+            "scheduler_runs", "Job runs ended, by outcome.", ("job_name", "outcome"), registry=own
+        )
+        self.scheduler_lag = Histogram(
+            "scheduler_lag_seconds",
+            "How late a run was claimed after its scheduled time, on the database's clock.",
+            ("job_name",),
+            buckets=LAG_BUCKETS,
+            registry=own,
+        )
+        self.build_info = Gauge(
+            "app_build_info",
+            "The service's version and gunicorn worker class; always 1.",
+            ("version", "worker_class"),
+            multiprocess_mode="livemax",
+            registry=own,
+        )
+
+    def describe_build(self, worker_class: str) -> None:
+        """Set `app_build_info` for this process."""
+        self.build_info.labels(version=service_version(), worker_class=worker_class).set(1)
+
+    def run_claimed(self, job: str, lag_seconds: float) -> None:
+        """A scheduled time was claimed `lag_seconds` after it came due."""
+        self.scheduler_lag.labels(job_name=job).observe(max(0.0, lag_seconds))
+
+    def run_ended(self, job: str, outcome: str) -> None:
+        """A run ended: succeeded, failed, lost (its lease) or unrecorded."""
+        self.scheduler_runs.labels(job_name=job, outcome=outcome).inc()
+
+
+_current: tuple[int, Metrics] | None = None
+_creating = threading.Lock()
+
+
+def current_metrics() -> Metrics:
+    """This process's metrics, built at first use (after a fork, built again)."""
+    global _current
+    found = _current
+    if found is not None and found[0] == os.getpid():
+        return found[1]
+    with _creating:
+        if _current is None or _current[0] != os.getpid():
+            _current = (os.getpid(), Metrics(_multiprocess_directory()))
+        return _current[1]
+
+
+def _multiprocess_directory() -> Path | None:
+    """PROMETHEUS_MULTIPROC_DIR when set, with prometheus_client writing its values there."""
+    directory = os.environ.get(metric_files.VARIABLE)
+    if not directory:
+        return None
+    metric_files.write_to_files()
+    return Path(directory)
+
+
+@cache
+def service_version() -> str:
+    """`[project] version` of pyproject.toml, or "unknown" where there is none."""
+    try:
+        return str(tomllib.loads(PYPROJECT.read_text())["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+# --- Requests ------------------------------------------------------------------------------
+
+
+def remember_route() -> None:
+    """before_request: leave the matched URL rule where RequestMetrics reads it."""
+    if request.url_rule is not None:
+        request.environ[ROUTE_KEY] = request.url_rule.rule
+
+
+class RequestMetrics:
+    """WSGI middleware that counts and times each request, and counts those in flight.
+
+    Outermost but for the metrics listener, so every answer is counted, the tracking id's
+    and ProxyFix's failures included; the time runs until the server closes the response.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        metrics = current_metrics()
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        status = [500]  # unless the app answers
+
+        def start(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status[0] = int(status_line[:3])
+            return start_response(status_line, headers, exc_info)
+
+        def finish() -> None:
+            method = environ.get("REQUEST_METHOD", "")
+            labels = (
+                environ.get(ROUTE_KEY, UNMATCHED),
+                method if method in METHODS else "other",
+                f"{status[0] // 100}xx",
+            )
+            metrics.requests.labels(*labels).inc()
+            metrics.duration.labels(*labels).observe(time.perf_counter() - started)
+            metrics.in_flight.dec()
+
+        try:
+            body = self.app(environ, start)
+        except BaseException:
+            finish()
+            raise
+        return ClosingIterator(body, finish)
+
+
+# --- The listener ----------------------------------------------------------------------------
+
+
+class MetricsListener:
+    """WSGI middleware answering requests that arrived on the metrics listener's port with
+    the metrics (GET /metrics) or an error envelope; every other request goes to the app."""
+
+    def __init__(self, app: WSGIApplication, port: int | None, tracking_header: str) -> None:
+        self.app = app
+        self.port = port
+        self.tracking_header = tracking_header
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.port is None or arrival_port(environ) != self.port:
+            return self.app(environ, start_response)
+        if environ.get("PATH_INFO") != METRICS_PATH:
+            return self.error(start_response, 404, "not found")
+        if environ.get("REQUEST_METHOD") != "GET":
+            return self.error(start_response, 405, "method not allowed", ("Allow", "GET"))
+        # prometheus_client's own: the text format or OpenMetrics as the scraper asks,
+        # gzipped when it accepts it.
+        exposition: Callable[..., Iterable[bytes]] = make_wsgi_app(current_metrics().registry)
+        return exposition(environ, start_response)
+
+    def error(
+        self, start_response: StartResponse, code: int, msg: str, *headers: tuple[str, str]
+    ) -> Iterable[bytes]:
+        """The JSON envelope for `code`, written here: the listener never reaches Flask."""
+        tracking_id = new_tracking_id()
+        body = (json.dumps(envelope_body(code, msg, None, tracking_id)) + "\n").encode()
+        start_response(
+            f"{code} {msg.title()}",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                (self.tracking_header, tracking_id),
+                *headers,
+            ],
+        )
+        return [body]
+
+
+def arrival_port(environ: WSGIEnvironment) -> int | None:
+    """The local port of the connection the request came on (gunicorn's socket), if TCP.
+
+    Not SERVER_PORT: behind a Unix socket gunicorn takes it from the Host header, and
+    ProxyFix rewrites it from X-Forwarded-Port."""
+    try:
+        local = environ["gunicorn.socket"].getsockname()
+    except (KeyError, AttributeError, OSError):
+        return None
+    return int(local[1]) if isinstance(local, tuple) else None
+
+
+# --- The database pool -----------------------------------------------------------------------
+
+
+def watch_pool(engine: Engine) -> None:
+    """Keep the pool gauges in step with `engine`'s checkouts and checkins."""
+    # Counted here rather than read from the pool: during `checkin` the pool still counts
+    # the connection being returned.
+    size = engine.pool.size() if isinstance(engine.pool, QueuePool) else None
+    lock = threading.Lock()
+    in_use = 0
+
+    def moved(step: int) -> None:
+        nonlocal in_use
+        metrics = current_metrics()
+        with lock:
+            before = in_use
+            in_use += step
+            metrics.pool_checked_out.inc(step)
+            if size is not None:
+                metrics.pool_overflow.inc(max(0, in_use - size) - max(0, before - size))
+
+    def checked_out(*_: object) -> None:
+        moved(1)
+
+    def checked_in(*_: object) -> None:
+        moved(-1)
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "checkin", checked_in)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Measure the app's requests and its request pool, and answer the metrics listener."""
+    app.before_request(remember_route)
+    watch_pool(app.extensions["db"].engine)
+    # Outermost: the listener answers before anything of the app runs, and everything else
+    # is counted.
+    app.wsgi_app = MetricsListener(  # type: ignore[method-assign]
+        RequestMetrics(app.wsgi_app), settings.metrics_port, settings.tracking_id_header
+    )
