@@ -14,10 +14,10 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 PYTEST_ARGS ?=
 
-.PHONY: help install migrate revision serve dev serve-gevent test lint typecheck check bench lock settings-docs rename clean
+.PHONY: help install migrate revision serve dev serve-gevent test lint typecheck check bench bench-instructions lock settings-docs rename clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -67,6 +67,9 @@ check: lint typecheck test ## Everything CI runs after provisioning services
 
 bench: install ## Throughput benchmark on 127.0.0.1 (needs wrk; PostgreSQL for the database rows)
 	$(VENV)/bin/python bench/run.py
+
+bench-instructions: install ## Instructions per request, kit against bare Flask (needs valgrind; minutes)
+	$(VENV)/bin/python bench/instructions.py
 
 settings-docs: install ## Rewrite .env.example and the README's table from chassis/settings.py
 	$(VENV)/bin/python -c 'from chassis.settings import write_docs; write_docs()'

@@ -167,11 +167,12 @@ def test_check_job_runs_on_the_oldest_supported_python() -> None:
         pytest.param("gettext-base", id="envsubst"),
         pytest.param("iptables", id="iptables"),
         pytest.param("faketime", id="faketime"),
+        pytest.param("valgrind", id="valgrind"),
     ],
 )
 def test_check_job_installs_what_service_tests_need(package: str) -> None:
-    """PostgreSQL's server, nginx, envsubst, iptables and faketime are installed before the
-    tests run."""
+    """PostgreSQL's server, nginx, envsubst, iptables, faketime and valgrind are installed
+    before the tests run."""
     install = step_running("check", "apt-get install")["run"]
     assert package in install.split()
 
