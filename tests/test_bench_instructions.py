@@ -40,11 +40,11 @@ def test_every_row_is_counted_for_kit_and_bare_and_printed(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     rows = TABLE_ROW.findall(result.stdout)
     assert [label for label, *_ in rows] == [ROWS[name].label for name in available_rows()]
-    for label, bare, kit, ratio in rows:
+    for label, bare, ours, ratio in rows:
         assert float(bare) > 0, label
-        assert float(kit) > 0, label
+        assert float(ours) > 0, label
         # The ratio is of the unrounded counts; the table shows them to one decimal.
-        assert abs(float(ratio) - float(kit) / float(bare)) < 0.011, label
+        assert abs(float(ratio) - float(ours) / float(bare)) < 0.011, label
     verdicts = VERDICT.findall(result.stdout)
     assert verdicts == [
         (ROWS["healthz"].label, "1.10"),
