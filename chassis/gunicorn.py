@@ -321,9 +321,14 @@ def retire_worker_metrics(server: Any, worker: Any) -> None:
         return
     try:
         files.worker_exited(worker.pid)
-    except OSError as exc:
+    except Exception as exc:  # any error here would stop the master itself
         # Never stop the master for this: the files stay, and are still counted once.
-        server.log.warning("metrics: could not fold worker %s's files: %s", worker.pid, exc)
+        server.log.warning(
+            "metrics: could not fold worker %s's files: %s: %s",
+            worker.pid,
+            type(exc).__name__,
+            exc,
+        )
 
 
 def remove_metrics(server: Any) -> None:

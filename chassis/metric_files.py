@@ -163,6 +163,11 @@ def fold(directory: Path, kind: str, pid: int) -> None:
     dead = directory / f"{kind}_{pid}.db"
     if not dead.exists():
         return
+    if dead.stat().st_size == 0:
+        # A worker killed between creating its file and sizing it (SIGKILL just after boot):
+        # no values, and a file prometheus_client cannot read, in a scrape or a fold.
+        dead.unlink()
+        return
     archive = directory / f"{kind}_archive.db"
     totals: dict[str, tuple[float, float]] = {}
     for path in (archive, dead):

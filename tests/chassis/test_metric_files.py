@@ -68,3 +68,15 @@ def test_a_fold_put_off_by_a_reading_scrape_happens_at_the_next_exit(tmp_path: P
     files.worker_exited(22)
     assert {path.name for path in tmp_path.glob("*.db")} == {"counter_archive.db"}
     assert total(read_files(tmp_path), "http_requests_total") == 7
+
+
+def test_a_worker_killed_before_sizing_its_file_is_folded_away(tmp_path: Path) -> None:
+    """An empty file (a worker SIGKILLed between creating and sizing it) is removed, not
+    read: prometheus_client cannot read it, and the fold runs in gunicorn's master."""
+    write_counts(tmp_path, 31, {"/a": 2})
+    (tmp_path / "counter_32.db").touch()
+    files = MetricFiles(tmp_path)
+    files.worker_exited(32)
+    files.worker_exited(31)
+    assert {path.name for path in tmp_path.glob("*.db")} == {"counter_archive.db"}
+    assert value(read_files(tmp_path), "http_requests_total", route="/a") == 2
