@@ -62,13 +62,19 @@ def upsert(
     :param update: columns to overwrite from the new values; None means DO NOTHING.
     :param where: given the `excluded` row, a condition the update must meet.
     """
+    if not values:
+        return []  # (an empty parameter list would execute the INSERT once, with none)
     keys = [tuple(row[name] for name in conflict) for row in values]
     if len(set(keys)) != len(keys):
         # PostgreSQL refuses to touch one row twice in a statement; SQLite would report the
         # rows wrongly. Refuse on both, before the database sees it.
         raise ValueError(f"upsert: two rows share a value of the conflict columns {conflict}")
     dialect = session.get_bind().dialect.name
-    stmt = dialect_insert(session, model).values([dict(row) for row in values])
+    # The rows go as parameters, not `.values(rows)`: SQLAlchemy caches the compiled form of
+    # a statement with parameters, but compiles one with a list of VALUES anew every time
+    # (it has no cache key). Either way the rows are sent in one INSERT (insertmanyvalues).
+    rows = [dict(row) for row in values]
+    stmt = dialect_insert(session, model)
     if update is None:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
     else:
@@ -81,14 +87,14 @@ def upsert(
 
     if dialect == "postgresql":
         inserted = literal_column("xmax = 0", Boolean)
-        rows = session.execute(stmt.returning(model, inserted), execution_options=options)
-        return [Upserted(obj, flag) for obj, flag in rows]
+        written = session.execute(stmt.returning(model, inserted), rows, execution_options=options)
+        return [Upserted(obj, flag) for obj, flag in written]
 
     columns = [getattr(model, name) for name in conflict]
     existing = {
         tuple(row) for row in session.execute(select(*columns).where(tuple_(*columns).in_(keys)))
     }
-    objs = session.scalars(stmt.returning(model), execution_options=options).all()
+    objs = session.scalars(stmt.returning(model), rows, execution_options=options).all()
     return [Upserted(obj, _key(obj, conflict) not in existing) for obj in objs]
 
 
