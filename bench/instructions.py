@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
+import json
 import os
 import platform
 import re
@@ -148,6 +149,8 @@ def count_gunicorn(
         DATABASE_URL=f"sqlite:///{run_dir / 'app.db'}",
         **KIT_ENV,
     )
+    if ROWS[row].metrics:
+        env["METRICS_BIND"] = f"127.0.0.1:{free_port()}"
     cmd = [*counter.command(run_dir), str(ROOT / "bench" / "scenarios.py"), "serve"]
     with (run_dir / "stdout.log").open("wb") as out, (run_dir / "stderr.log").open("wb") as err:
         proc = subprocess.Popen(
@@ -169,7 +172,8 @@ def count_gunicorn(
     wrong = sorted({s for s in statuses if s != ROWS[row].status})
     if wrong:
         raise SystemExit(f"{app} {row}: expected {ROWS[row].status}, got {wrong}")
-    lines = (run_dir / "stdout.log").read_text().count('"path": "/healthz"')
+    logged = (run_dir / "stdout.log").read_text().splitlines()
+    lines = sum(json.loads(line).get("path") == ROWS[row].path for line in logged)
     if lines != warmup + requests:
         raise SystemExit(f"{app} {row}: {lines} access log lines for {warmup + requests}")
     return counter.read(run_dir, worker)

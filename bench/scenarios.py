@@ -49,6 +49,9 @@ class Row:
     # Whether an item must exist before the warm-up (created by one POST, in both runs).
     needs_item: bool = False
     through_gunicorn: bool = False
+    # Whether the metrics listener is on (METRICS_BIND, as compose.yaml and Kubernetes set
+    # it), so that the kit counts every request in its metric files; through gunicorn only.
+    metrics: bool = False
     # Whether it requests the example resource, which a service may have deleted.
     example: bool = False
 
@@ -83,6 +86,14 @@ ROWS = {
         "/healthz",
         200,
         through_gunicorn=True,
+    ),
+    "gunicorn-healthz-metrics": Row(
+        "GET /healthz, 1 gunicorn sync worker, JSON access log, metrics on (METRICS_BIND)",
+        "GET",
+        "/healthz",
+        200,
+        through_gunicorn=True,
+        metrics=True,
     ),
 }
 

@@ -10,9 +10,13 @@ never imports the service (the `app` package): the service builds its Flask app 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from inspect import CO_COROUTINE
+from types import FunctionType
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
+from flask.typing import ResponseReturnValue
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map
 
@@ -22,7 +26,7 @@ from chassis.log import configure_logging
 from chassis.responses import JSONProvider
 from chassis.scheduler.cli import cli as scheduler_cli
 from chassis.settings import Settings
-from chassis.tracking import TrackingIdMiddleware, expose_in_g
+from chassis.tracking import TrackingGlobals, TrackingIdMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +47,34 @@ class ExactMap(Map):
 
 
 class ChassisFlask(Flask):
-    """Flask with exact routing (ExactMap) and an OPTIONS answer without a body."""
+    """Flask with exact routing (ExactMap), `g.tracking_id`, the body limit checked before
+    any hook or view, and an OPTIONS answer without a body."""
 
     url_map_class = ExactMap
+    app_ctx_globals_class = TrackingGlobals
+
+    def preprocess_request(self) -> ResponseReturnValue | None:
+        """Refuse a declared body over MAX_CONTENT_LENGTH (413), then run the request hooks.
+
+        A direct call, not a `before_request` hook: Flask calls each hook through
+        `ensure_sync`, whose coroutine check costs every request more than the check does."""
+        errors.reject_oversized_body(self.config["MAX_CONTENT_LENGTH"], request.environ)
+        return super().preprocess_request()
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Flask's, answered at once for a plain function that is not a coroutine function.
+
+        Flask calls this on every hook and view of every request, and its coroutine check
+        (`inspect.iscoroutinefunction`) is most of what a hook costs. Anything else (async
+        functions, methods, partials, functions marked as coroutine functions) takes
+        Flask's own path."""
+        if (
+            type(func) is FunctionType
+            and not func.__code__.co_flags & CO_COROUTINE
+            and "_is_coroutine_marker" not in func.__dict__
+        ):
+            return func
+        return super().ensure_sync(func)
 
     def make_default_options_response(self) -> Response:
         """204 with `Allow`: Flask's default is a 200 with an empty text/html body."""
@@ -73,7 +102,6 @@ def build_app(import_name: str, settings: Settings) -> Flask:
     app.json = JSONProvider(app)
     app.session_interface = CookieSessionInterface()
 
-    app.before_request(expose_in_g)
     errors.init_app(app)
     db.init_app(app, settings)
     app.register_blueprint(health.bp)

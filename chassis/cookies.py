@@ -8,8 +8,8 @@ behaves exactly like Flask's for every request that carries a cookie.
 
 from __future__ import annotations
 
-from flask import Flask, Request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask import Flask, Request, Response
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):
@@ -19,3 +19,9 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         if "HTTP_COOKIE" not in request.environ:
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Flask's, skipped for a session nobody read or wrote that holds nothing: Flask
+        would read seven cookie settings to then do nothing with them."""
+        if session or session.modified or session.accessed:
+            super().save_session(app, session, response)

@@ -150,6 +150,8 @@ class Database:
         the pool has already invalidated the connection, so the request's answer stands and
         the session is dropped instead of being handed to the thread's next request broken.
         """
+        if not self.session.registry.has():
+            return  # no session was made (the request never used the database)
         try:
             self.session.remove()
         except sa_exc.SQLAlchemyError as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -34,7 +33,7 @@ from werkzeug.utils import import_string
 
 from chassis.gevent_server import GunicornConf, warn_about_scheduler
 from chassis.log import configure_logging
-from chassis.responses import envelope_body
+from chassis.responses import envelope_json
 from chassis.tracking import TrackingIdMiddleware, current_tracking_id
 
 if TYPE_CHECKING:
@@ -68,8 +67,7 @@ def load_app(spec: str, tracking_header: str) -> WSGIApplication:
 
 def load_failed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """Answer any request with the 500 envelope: the app could not be imported."""
-    envelope = envelope_body(500, LOAD_FAILED, None, current_tracking_id())
-    body = (json.dumps(envelope) + "\n").encode()
+    body = envelope_json(500, LOAD_FAILED, None, current_tracking_id())
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     start_response("500 INTERNAL SERVER ERROR", headers)
     return [body]

@@ -9,12 +9,15 @@ See https://flask.palletsprojects.com/en/stable/errorhandling/#generic-exception
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from chassis.responses import DuplicateKey, NestedTooDeeply, error
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 
 class JSONRequest(Request):
@@ -76,14 +79,14 @@ def handle_http_exception(exc: HTTPException) -> Response | HTTPException:
     return error(code, msg, headers)
 
 
-def reject_oversized_body() -> None:
-    """Answer 413 before the view runs when the declared body is over the limit.
+def reject_oversized_body(limit: int | None, environ: WSGIEnvironment) -> None:
+    """Answer 413 before the view runs when the declared body is over `limit` (called by
+    `ChassisFlask.preprocess_request` with MAX_CONTENT_LENGTH, before every request hook).
 
     Werkzeug only checks MAX_CONTENT_LENGTH when the body is read, so a view that never
     reads it would otherwise accept any size.
     """
-    limit = request.max_content_length
-    declared = request.environ.get("CONTENT_LENGTH", "")  # the raw header: cheap to read
+    declared = environ.get("CONTENT_LENGTH", "")  # the raw header: cheap to read
     if limit is not None and declared.isdigit() and int(declared) > limit:
         raise RequestEntityTooLarge(f"request body is over the {limit}-byte limit")
 
@@ -91,5 +94,4 @@ def reject_oversized_body() -> None:
 def init_app(app: Flask) -> None:
     """Install the request class and the error handlers on `app`."""
     app.request_class = JSONRequest
-    app.before_request(reject_oversized_body)
     app.register_error_handler(HTTPException, handle_http_exception)

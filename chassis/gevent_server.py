@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import runpy
 import signal
@@ -52,7 +51,7 @@ from werkzeug.utils import import_string
 
 from chassis.cooperative import patch_psycopg
 from chassis.log import access_fields, configure_logging
-from chassis.responses import envelope_body
+from chassis.responses import envelope_json
 from chassis.settings import Settings, current_settings, use_settings
 from chassis.tracking import ENVIRON_KEY, NO_TRACKING_ID, new_tracking_id
 
@@ -155,7 +154,7 @@ class Handler(pywsgi.WSGIHandler):  # type: ignore[misc]
             return  # part of the answer is out: closing the connection is all that is left
         code, msg = (503, STOPPED_MID_REQUEST) if cut_off else (500, "internal server error")
         tracking_id = (self.environ or {}).get(ENVIRON_KEY) or new_tracking_id()
-        body = (json.dumps(envelope_body(code, msg, None, tracking_id)) + "\n").encode()
+        body = envelope_json(code, msg, None, tracking_id)
         headers = [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),

@@ -9,7 +9,6 @@ that needs the app (the job scheduler) starts only when the app was built by the
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -24,7 +23,7 @@ from gunicorn.glogging import Logger
 from chassis.log import access_fields, build_formatter, record_filter
 from chassis.metric_files import MetricFiles
 from chassis.metrics import current_metrics
-from chassis.responses import envelope_body
+from chassis.responses import envelope_json
 from chassis.scheduler.runner import Scheduler, load_registry
 from chassis.settings import Settings, current_settings, tcp_port, use_settings
 from chassis.tracking import current_tracking_id, new_tracking_id
@@ -117,8 +116,7 @@ def use_json_error_pages(tracking_header: str) -> None:
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         status_int, reason, mesg = _client_fault(status_int, reason, mesg)
         tracking_id = new_tracking_id()
-        envelope = envelope_body(status_int, mesg or reason.lower(), None, tracking_id)
-        body = (json.dumps(envelope) + "\n").encode()
+        body = envelope_json(status_int, mesg or reason.lower(), None, tracking_id)
         head = (
             f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"

@@ -28,7 +28,6 @@ measured.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -38,23 +37,20 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, request
+from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from sqlalchemy import Engine, QueuePool, event
-from werkzeug.wsgi import ClosingIterator
 
 from chassis import metric_files
-from chassis.responses import envelope_body
+from chassis.responses import envelope_json
 from chassis.settings import Settings
-from chassis.tracking import new_tracking_id
+from chassis.tracking import CloseHook, new_tracking_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"
-# Where the request's URL rule is left for the middleware, by a before_request hook.
-ROUTE_KEY = "chassis.route"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Up to gunicorn's default timeout (30 s): a request cannot take longer.
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -76,6 +72,7 @@ class Metrics:
             # each scrape; the families register nowhere (prometheus_client's advice).
             own, self.registry = None, metric_files.collecting_registry(directory)
         route = ("route", "method", "status_class")
+        self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "http_requests", "Requests answered by the app.", route, registry=own
         )
@@ -130,6 +127,19 @@ class Metrics:
             registry=own,
         )
 
+    def request_series(self, labels: tuple[str, str, str]) -> tuple[Counter, Histogram]:
+        """The request counter's and histogram's series for (route, method, status class).
+
+        Kept once made: `labels()` validates its values and takes a lock on every call. The
+        labels are bounded (routes, HTTP's methods, status classes), and so is this."""
+        found = self._request_series.get(labels)
+        if found is None:
+            found = self._request_series[labels] = (
+                self.requests.labels(*labels),
+                self.duration.labels(*labels),
+            )
+        return found
+
     def describe_build(self, worker_class: str) -> None:
         """Set `app_build_info` for this process."""
         self.build_info.labels(version=service_version(), worker_class=worker_class).set(1)
@@ -180,10 +190,14 @@ def service_version() -> str:
 # --- Requests ------------------------------------------------------------------------------
 
 
-def remember_route() -> None:
-    """before_request: leave the matched URL rule where RequestMetrics reads it."""
-    if request.url_rule is not None:
-        request.environ[ROUTE_KEY] = request.url_rule.rule
+def route_of(environ: WSGIEnvironment) -> str:
+    """The URL rule the request matched, or `UNMATCHED`.
+
+    Read from the request object werkzeug leaves in the environ ("werkzeug.request"), where
+    routing recorded the rule, so no request hook has to copy it out. Flask clears that
+    entry when its request context ends, so read it when the response starts."""
+    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+    return rule.rule if rule is not None else UNMATCHED
 
 
 class RequestMetrics:
@@ -200,21 +214,19 @@ class RequestMetrics:
         metrics = current_metrics()
         started = time.perf_counter()
         metrics.in_flight.inc()
-        status = [500]  # unless the app answers
+        status, route = 500, UNMATCHED  # unless the app answers
 
         def start(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            status[0] = int(status_line[:3])
+            nonlocal status, route
+            status, route = int(status_line[:3]), route_of(environ)
             return start_response(status_line, headers, exc_info)
 
         def finish() -> None:
             method = environ.get("REQUEST_METHOD", "")
-            labels = (
-                environ.get(ROUTE_KEY, UNMATCHED),
-                method if method in METHODS else "other",
-                f"{status[0] // 100}xx",
-            )
-            metrics.requests.labels(*labels).inc()
-            metrics.duration.labels(*labels).observe(time.perf_counter() - started)
+            labels = (route, method if method in METHODS else "other", f"{status // 100}xx")
+            count, duration = metrics.request_series(labels)
+            count.inc()
+            duration.observe(time.perf_counter() - started)
             metrics.in_flight.dec()
 
         try:
@@ -222,7 +234,7 @@ class RequestMetrics:
         except BaseException:
             finish()
             raise
-        return ClosingIterator(body, finish)
+        return CloseHook(body, finish)
 
 
 # --- The listener ----------------------------------------------------------------------------
@@ -254,7 +266,7 @@ class MetricsListener:
     ) -> Iterable[bytes]:
         """The JSON envelope for `code`, written here: the listener never reaches Flask."""
         tracking_id = new_tracking_id()
-        body = (json.dumps(envelope_body(code, msg, None, tracking_id)) + "\n").encode()
+        body = envelope_json(code, msg, None, tracking_id)
         start_response(
             f"{code} {msg.title()}",
             [
@@ -312,8 +324,12 @@ def watch_pool(engine: Engine) -> None:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Measure the app's requests and its request pool, and answer the metrics listener."""
-    app.before_request(remember_route)
+    """Measure the app's requests and its request pool, and answer the metrics listener.
+
+    Only where a listener serves them (METRICS_BIND): metrics nobody can read would cost
+    every request their counting (about 100 k instructions, bench/instructions.py)."""
+    if settings.metrics_port is None:
+        return
     watch_pool(app.extensions["db"].engine)
     # Outermost: the listener answers before anything of the app runs, and everything else
     # is counted.

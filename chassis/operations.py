@@ -152,6 +152,11 @@ def operation(
     declared = Operation(answers, body, dict(path or {}), dict(query or {}), database)
 
     def decorate(view: View) -> View:
+        if not (declared.path or declared.query or declared.body):
+            # Nothing to parse: the view itself, marked, with no wrapper to call through.
+            setattr(view, OPERATION_ATTRIBUTE, declared)
+            return view
+
         @functools.wraps(view)
         def parsed(**route_values: str) -> Response:
             return declared.call(view, route_values)

@@ -3,6 +3,7 @@ server left, as {(sample name, labels): value}."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prometheus_client.exposition import generate_latest
@@ -37,6 +38,19 @@ def scrape_text(port: int) -> str:
 def scrape(port: int, types: frozenset[str] | None = None) -> dict[Series, float]:
     """The samples the metrics listener on `port` answers with."""
     return parse(scrape_text(port), types)
+
+
+def scrape_answered(
+    port: int, types: frozenset[str] | None = None, timeout: float = 5.0
+) -> dict[Series, float]:
+    """The samples once no request is in flight (for up to `timeout` seconds).
+
+    A request is counted when the server closes its response, an instant after the client
+    has read it, so a scrape right after the last answer may miss it."""
+    deadline = time.monotonic() + timeout
+    while value(scrape(port), "http_requests_in_flight") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return scrape(port, types)
 
 
 def read_files(directory: Path) -> dict[Series, float]:

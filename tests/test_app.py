@@ -163,3 +163,20 @@ def test_proxy_fix_trusts_only_the_configured_hops(
     data = response.json["data"]
     assert {k: data[k] for k in expected} == expected
     assert data["url"] == f"{expected['scheme']}://{expected['host']}/whoami"
+
+
+def test_hooks_and_views_are_called_as_they_are_unless_flask_must_convert_them(
+    app: Flask,
+) -> None:
+    """A plain function is used as it is (no coroutine check on every request); a coroutine
+    function still takes Flask's own path, which here, without its `async` extra, refuses."""
+
+    def plain() -> None:
+        return None
+
+    async def coroutine() -> None:
+        return None
+
+    assert app.ensure_sync(plain) is plain
+    with pytest.raises(RuntimeError, match="async"):
+        app.ensure_sync(coroutine)

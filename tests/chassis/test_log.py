@@ -140,6 +140,15 @@ def test_extra_fields_are_written(app: Flask, read_logs: LogReader) -> None:
     assert record["user"] == "x"
 
 
+def test_a_value_orjson_refuses_is_still_written(app: Flask, read_logs: LogReader) -> None:
+    """An integer past 64 bits, which orjson refuses, is written by the json module: the
+    line is kept, whole and exact."""
+    log.info("big", extra={"big": 2**70})
+    [record] = read_logs()
+    assert record["big"] == 2**70
+    assert record["message"] == "big"
+
+
 def test_every_logger_carries_the_request_tracking_id(
     app: Flask, client: FlaskClient, read_logs: LogReader
 ) -> None:

@@ -47,7 +47,16 @@ from tests.processes import (
     request,
     wait_until,
 )
-from tests.scrape import MONOTONIC, Series, parse, read_files, scrape, total, value
+from tests.scrape import (
+    MONOTONIC,
+    Series,
+    parse,
+    read_files,
+    scrape,
+    scrape_answered,
+    total,
+    value,
+)
 
 WORKER_CLASSES = [
     pytest.param("sync", id="sync"),
@@ -70,6 +79,10 @@ class Metered:
     def scrape(self, types: frozenset[str] | None = None) -> dict[Series, float]:
         """The samples /metrics answers with now."""
         return scrape(self.metrics_port, types)
+
+    def answered(self, types: frozenset[str] | None = None) -> dict[Series, float]:
+        """The samples once every request sent so far is counted."""
+        return scrape_answered(self.metrics_port, types)
 
     def workers(self) -> set[int]:
         """The master's current child processes."""
@@ -158,7 +171,7 @@ def test_four_workers_count_each_request_once_and_a_killed_worker_loses_none(
     metered_server = metered(tmp_path, worker_class, GUNICORN_PRELOAD=preload)
     started.append(metered_server.server)
     assert send_counted(metered_server.server.port, 200) == [200] * 200
-    before = metered_server.scrape(MONOTONIC)
+    before = metered_server.answered(MONOTONIC)
     assert total(before, "http_requests_total", route=COUNTED) == 200
     assert total(before, "http_request_duration_seconds_count", route=COUNTED) == 200
     served = metered_server.counted_by()
@@ -211,7 +224,7 @@ def test_recycled_workers_keep_their_counts_in_a_bounded_number_of_files(
     # Per live worker: its counters, histograms, and two kinds of live gauges.
     assert len(names) <= 4 * 4 + len(ARCHIVES)
     assert {name for name in names if file_pid(name) is None} == ARCHIVES
-    assert total(metered_server.scrape(), "http_requests_total", route=COUNTED) == sent
+    assert total(metered_server.answered(), "http_requests_total", route=COUNTED) == sent
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
@@ -306,7 +319,7 @@ def test_configured_directory_is_emptied_of_metric_files_at_start(
 
     second = metered(tmp_path / "second", workers=1, PROMETHEUS_MULTIPROC_DIR=str(first.files))
     started.append(second.server)
-    assert total(second.scrape(), "http_requests_total", route=COUNTED) == 0
+    assert total(second.answered(), "http_requests_total", route=COUNTED) == 0
     assert kept.read_text() == "not a metric file\n"
     assert not ARCHIVES & second.file_names()
 
@@ -329,7 +342,7 @@ def test_default_directory_is_private_in_memory_and_removed_at_exit(
     assert directory.parent == Path("/dev/shm")
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert get(server.port, f"{COUNTED}?s=0")[0] == 200
-    assert total(scrape(metrics_port), "http_requests_total", route=COUNTED) == 1
+    assert total(scrape_answered(metrics_port), "http_requests_total", route=COUNTED) == 1
     assert server.stop() == 0
     assert not directory.exists()
 
@@ -496,12 +509,20 @@ def delta(before: dict[Series, float], after: dict[Series, float]) -> dict[Serie
     }
 
 
+def test_without_a_listener_no_request_is_counted(make_app: AppFactory) -> None:
+    """Without METRICS_BIND nobody can read the metrics, so no request pays for them."""
+    client = make_app().test_client()
+    before = in_memory_samples()
+    assert client.get("/healthz").status_code == 200
+    assert delta(before, in_memory_samples()) == {}
+
+
 def test_route_label_is_the_url_rule_and_no_label_takes_a_clients_value(
     make_app: AppFactory,
 ) -> None:
     """A matched request is counted under its URL rule, an unmatched one under `unmatched`,
     an unknown method under `other`: never the path or method the client sent."""
-    app: Flask = make_app()
+    app: Flask = make_app(metrics_bind="127.0.0.1:9100")
 
     @app.get("/test/echo/<name>")
     def echo(name: str) -> Response:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
+import time
 import uuid
 from typing import Any
 
@@ -82,6 +84,42 @@ def test_datetime_header_is_iso_with_offset_to_the_second(envelope_app: Flask) -
     assert sent.utcoffset() is not None
     assert "." not in value
     assert sent.microsecond == 0
+
+
+def test_datetime_header_follows_the_clock(
+    envelope_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header is formatted once per second, and a new second gets a new value."""
+    client = envelope_app.test_client()
+    for now in (1_800_000_000.2, 1_800_000_000.9, 1_800_000_001.0):
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        sent = dt.datetime.fromisoformat(client.get("/made").headers["X-DateTime"])
+        assert sent.timestamp() == int(now)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(2**70, 2**70, id="integer-past-64-bits"),
+        pytest.param({1: "a"}, {"1": "a"}, id="integer-key"),
+        pytest.param([[[1]]] * 2, [[[1]]] * 2, id="nested"),
+        pytest.param(float("nan"), None, id="nan-as-null"),
+    ],
+)
+def test_envelope_body_is_valid_json_for_what_orjson_refuses(
+    envelope_app: Flask, value: object, expected: object
+) -> None:
+    """Values orjson refuses go through the json module; NaN is null, never the invalid
+    `NaN` the json module writes."""
+
+    @envelope_app.get("/odd")
+    def odd() -> ResponseReturnValue:
+        return ok({"value": value})
+
+    body = envelope_app.test_client().get("/odd").get_data()
+    assert json.loads(body, parse_constant=pytest.fail)["data"]["value"] == expected
+    assert body.endswith(b"}\n")
+    assert body.count(b"\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import uuid
 
 import pytest
 from flask import Flask, abort, g
@@ -14,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from chassis.responses import ok
 from chassis.tracking import (
     NO_TRACKING_ID,
+    CloseHook,
     call_with_tracking_id,
     current_tracking_id,
     tracking_scope,
@@ -69,6 +71,7 @@ def test_invalid_tracking_id_is_replaced(
     assert response.json is not None
     assert response.json["tracking_id"] == tracking_id
     assert re.match(UUID_HEX, tracking_id)
+    assert uuid.UUID(tracking_id).version == 4
     if incoming:
         assert all(incoming not in str(line) for line in read_logs())
 
@@ -143,11 +146,29 @@ def test_tracking_id_does_not_leak_between_requests(client: FlaskClient) -> None
     assert current_tracking_id() == NO_TRACKING_ID
 
 
-def test_app_set_header_is_replaced_not_duplicated(app: Flask) -> None:
-    """A view cannot send a second, different tracking id header."""
-    app.add_url_rule("/own", "own", lambda: ("", 204, {HEADER: "from-view"}))
+@pytest.mark.parametrize("name", [HEADER, HEADER.lower()])
+def test_app_set_header_is_replaced_not_duplicated(app: Flask, name: str) -> None:
+    """A view cannot send a second, different tracking id header, in any letter case."""
+    app.add_url_rule("/own", "own", lambda: ("", 204, {name: "from-view"}))
     response = app.test_client().get("/own", headers={HEADER: "real"})
     assert response.headers.getlist(HEADER) == ["real"]
+
+
+def test_close_hook_runs_its_callback_even_when_closing_the_body_fails() -> None:
+    """The server gets the body's own chunks; closing always runs the callback (which
+    resets the tracking id), even after the body's own close() raised."""
+    calls: list[str] = []
+
+    class Body(list[bytes]):
+        def close(self) -> None:
+            calls.append("body")
+            raise OSError("client went away")
+
+    hooked = CloseHook(Body([b"a", b"b"]), lambda: calls.append("callback"))
+    assert list(hooked) == [b"a", b"b"]
+    with pytest.raises(OSError, match="client went away"):
+        hooked.close()
+    assert calls == ["body", "callback"]
 
 
 def test_tracking_scope_sets_and_restores_the_id() -> None:
