@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import sqlite3
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
@@ -64,15 +66,14 @@ def build_engine(settings: Settings) -> Engine:
         event.listen(engine, "begin", sqlite_begin_immediate)
         return engine
     options = f"-c statement_timeout={settings.db_statement_timeout_ms}"
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        # Test each connection on checkout, so the first request after a database restart
-        # reconnects instead of failing on a dead socket.
-        pool_pre_ping=True,
+        # No pool_pre_ping: `refuse_closed_connection` gives its guarantee without its round
+        # trip (the first request after a database restart reconnects instead of failing).
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             "options": options,
@@ -82,6 +83,37 @@ def build_engine(settings: Settings) -> Engine:
         # those are users' data (names, emails, tokens) and do not belong in logs.
         hide_parameters=True,
     )
+    event.listen(engine, "checkout", refuse_closed_connection)
+    return engine
+
+
+def refuse_closed_connection(dbapi_connection: Any, *_: object) -> None:
+    """Pool checkout: refuse a PostgreSQL connection the server has closed, so that the pool
+    opens a new one (SQLAlchemy's DisconnectionError, up to three attempts).
+
+    pool_pre_ping would send `SELECT 1` and wait for the answer on every checkout: under
+    gevent that round trip costs a fifth of a database-bound request's throughput
+    (bench/run.py). An idle connection has nothing to read unless the server closed it: a
+    restart, `pg_terminate_backend` or `idle_session_timeout` sends a FATAL message, then
+    closes the socket. So a poll that does not wait tells a closed connection from a live
+    one without touching the network. A server that vanished without a word (a cable cut)
+    goes unseen, as it would by pre-ping until its timeout: the query then fails within
+    DB_NETWORK_TIMEOUT (`network_timeouts`)."""
+    if dbapi_connection.closed:
+        raise sa_exc.DisconnectionError("the pooled connection is closed")
+    poller = _stdlib_poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)  # hang-ups are always reported
+    if poller.poll(0):
+        raise sa_exc.DisconnectionError("the server closed the pooled connection")
+
+
+def _stdlib_poll() -> Any:
+    """The stdlib's poll object, also where gevent's monkey patching replaced `select.poll`
+    with its own, which waits on the hub: a poll with no timeout never blocks, so the
+    stdlib's is safe in a gevent worker. (gevent is looked up, never imported: importing it
+    would cost a sync worker's start 30 ms.)"""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey.get_original("select", "poll")() if monkey else select.poll()
 
 
 def network_timeouts(seconds: int) -> dict[str, int]:
@@ -89,7 +121,7 @@ def network_timeouts(seconds: int) -> dict[str, int]:
 
     statement_timeout runs on the server, so it never fires when the server's packets stop
     arriving; the client then waits in the kernel forever. tcp_user_timeout bounds how long
-    sent data may go unacknowledged (a query, or pool_pre_ping's, into the void); keepalive
+    sent data may go unacknowledged (a query into the void); keepalive
     probes, acknowledged by the server's kernel even during a long query, catch a silence
     while waiting for an answer (tcp_user_timeout then also bounds the unanswered probes).
     https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-KEEPALIVES

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import NullPool, create_engine, text
 
 from tests.apps.sleepy import POOL_VARIABLES
 from tests.processes import Gunicorn, Load, base_env, get, in_parallel, serve_test_app
@@ -54,6 +55,43 @@ def test_one_worker_overlaps_postgres_waits_only_under_gevent(
     else:
         assert elapsed > 9  # one at a time: 20 x 0.5 s
     assert "MonkeyPatchWarning" not in server.stderr()
+
+
+def terminate_backends(url: str) -> int:
+    """Have PostgreSQL close every other connection to `url`'s database, as a restart does
+    (a FATAL message, then the socket closed); return how many it closed."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            closed = connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        engine.dispose()
+    return int(closed or 0)
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_connections_the_server_closed_are_replaced_on_checkout(
+    tmp_path: Path, started: list[Gunicorn], postgres_url: str, worker_class: str
+) -> None:
+    """Once PostgreSQL has closed every pooled connection, the next requests reconnect and
+    answer 200: checkout refuses a connection whose socket the server closed, with no
+    `SELECT 1` round trip (under gevent, with its patched `select`, too)."""
+    server = serve_test_app(tmp_path, worker_class, WEB_CONCURRENCY="1", DATABASE_URL=postgres_url)
+    started.append(server)
+
+    def five() -> list[int]:
+        return in_parallel(5, lambda _: get(server.port, "/test/pg-sleep?s=0.1", timeout=30)[0])
+
+    assert five() == [200] * 5
+    assert terminate_backends(postgres_url) >= 1  # each connection the pool holds
+    time.sleep(0.2)  # the server's FATAL message and FIN reach the worker's sockets
+    assert five() == [200] * 5
+    assert "DisconnectionError" not in server.stderr()
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)

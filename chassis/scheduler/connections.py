@@ -6,8 +6,8 @@ renewals wait, fail, and lose its runs to other processes while its jobs still r
 on a small pool of their own (SCHEDULER_DB_POOL_SIZE) for the same reason, and so that on
 SQLite, whose request pool is a single connection, a long job leaves that one to requests.
 
-Both are built by `chassis.db.build_engine` (same timeouts, pre-ping, hidden parameters, SQLite
-pragmas) in the process that runs the scheduler, after gunicorn's fork.
+Both are built by `chassis.db.build_engine` (same timeouts, closed connections refused at
+checkout, hidden parameters, SQLite pragmas) in the process that runs the scheduler, after gunicorn's fork.
 """
 
 from __future__ import annotations
