@@ -16,7 +16,10 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 def copy_repository(destination: Path) -> Path:
     """Copy the repository's files (tracked and new, not ignored) to `destination`, with a
-    link to this .venv, so the copy runs with the same installed packages."""
+    link to this .venv, so the copy runs with the same installed packages, and mypy's cache
+    when there is one (`make typecheck` leaves it): mypy re-checks every file whose content
+    differs from what the cache recorded, so a copy type-checks as from scratch, in 2 s
+    instead of 18."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, capture_output=True, check=True,
@@ -27,6 +30,8 @@ def copy_repository(destination: Path) -> Path:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
     (destination / ".venv").symlink_to(ROOT / ".venv")
+    if (ROOT / ".mypy_cache").is_dir():
+        shutil.copytree(ROOT / ".mypy_cache", destination / ".mypy_cache")
     return destination
 
 
