@@ -65,7 +65,7 @@ typecheck: install ## mypy --strict on app/, chassis/, tests/, bench/ and gunico
 
 check: lint typecheck test ## Everything CI runs after provisioning services
 
-bench: install ## Throughput benchmark on 127.0.0.1 (needs wrk; PostgreSQL for the database rows)
+bench: install ## Throughput, memory and cold start on 127.0.0.1, drawn to docs/bench.png (needs wrk; nginx and PostgreSQL for their rows)
 	$(VENV)/bin/python bench/run.py
 
 bench-instructions: install ## Instructions per request, kit against bare Flask (needs valgrind; minutes)

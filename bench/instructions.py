@@ -135,14 +135,14 @@ def send_batch(port: int, row: Row, count: int) -> list[int]:
 def count_gunicorn(
     counter: Counter, app: str, row: str, warmup: int, requests: int, work: Path
 ) -> int:
-    """Serve `app` with gunicorn.conf.py and one sync worker under `counter`; send the
+    """Serve `app` with gunicorn.conf.py and one worker under `counter`; send the
     warm-up and `requests`; return the worker's total."""
     run_dir = Path(tempfile.mkdtemp(dir=work))
     port = free_port()
     env = base_env(
         PYTHONHASHSEED="0",
         GUNICORN_BIND=f"127.0.0.1:{port}",
-        GUNICORN_WORKER_CLASS="sync",
+        GUNICORN_WORKER_CLASS=ROWS[row].worker_class,
         WEB_CONCURRENCY="1",
         # The master must not take a worker that boots or answers slowly for a hung one.
         GUNICORN_TIMEOUT="3600",

@@ -1,106 +1,623 @@
-"""Throughput benchmark: bounded wrk load on 127.0.0.1, printing req/s, p99 and ratios.
+"""Throughput benchmark: bounded wrk load on 127.0.0.1, printing req/s, p99, memory, cold
+start and each target with "met" or "not met", and drawing them (bench/plot.py).
 
-    make bench        (or: .venv/bin/python bench/run.py [--seconds 5])
+    make bench        (or: .venv/bin/python bench/run.py [--seconds 5] [--rows nginx ...])
 
-Needs wrk (Debian: apt-get install wrk) and, for the database rows, the PostgreSQL server
+Needs wrk (Debian: apt-get install wrk); for the nginx rows, Debian's nginx run as root, as
+the nginx tests run it (tests/proxy.py); for the database rows, the PostgreSQL server
 binaries (a throwaway server is started, as in the tests). Every server binds 127.0.0.1;
-every run is bounded by --seconds. Rows:
+every load run is bounded by --seconds. Both apps run under gunicorn.conf.py with the
+kit's production settings (bench/scenarios.py), JSON access log on. Rows (--rows):
 
-- the kit's /healthz against a bare Flask `jsonify` app (bench/bare.py) under the same
-  gunicorn.conf.py, access log on, sync and gevent. Target: the kit keeps >= 90%.
-- /test/pg-sleep?s=0.05 (50 ms inside PostgreSQL) under sync and gevent at 50 and 200
-  connections. Target: gevent >= 90% of min(connections, pool connections) / 50 ms.
+- healthz: the kit's /healthz against a bare Flask `jsonify` app (bench/bare.py), sync and
+  gevent, c=50. Targets: kit / bare >= 0.95; each kit worker's memory (PSS, read from
+  /proc after its load run) at most a bare worker's + 10 MiB.
+- nginx: the kit's /healthz through the shipped template under Debian's stock nginx.conf,
+  against the same gunicorn directly, sync and gevent. Target: >= 0.85 of direct.
+- database: /test/pg-sleep?s=0.05 (50 ms inside PostgreSQL), sync and gevent, at 50 and 200
+  connections. Targets at c=200: gevent >= 90% of min(connections, pool connections) /
+  50 ms, and >= 18x sync.
+- cold-start: seconds from launching gunicorn with one worker to the first 200 on /healthz,
+  the median of --cold-starts launches, kit and bare. Target: the kit's <= 1.0 s.
 
-This machine's numbers vary with its load; the ratios are what to compare.
+The /healthz comparisons run in --pairs alternating pairs (default 3) and take the median
+ratio; the table shows each side's median run. Each comparison also prints the CPU every
+request cost (gunicorn, nginx, PostgreSQL, wrk, from /proc), and the database rows the ideal
+once that CPU is counted. Every load run must end with no socket error and no non-2xx/3xx
+answer. Targets are printed, never asserted: this machine's numbers vary with its load. The picture goes to
+docs/bench.png (--plot).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import os
 import re
+import resource
+import shlex
+import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.instructions import APPS, Counter, machine  # noqa: E402
+from bench.plot import write_png  # noqa: E402
+from bench.scenarios import KIT_ENV  # noqa: E402
 from tests.postgres import PostgresServer, postgres_unavailable_reason  # noqa: E402
-from tests.processes import Gunicorn, base_env  # noqa: E402
+from tests.processes import Gunicorn, base_env, free_port, get  # noqa: E402
+from tests.proxy import NGINX_DIR, Nginx, nginx_unavailable_reason, template_env  # noqa: E402
 
+ROWS = ("healthz", "nginx", "database", "cold-start")
+WORKER_CLASSES = ("sync", "gevent")
 WORKERS = 2  # default for --workers
 CONNECTIONS_PER_WORKER = 20  # default gevent worker_connections, and so each worker's pool
+HEALTHZ_CONNECTIONS = 50
 SLEEP_S = 0.05
+COLD_STARTS = 5  # default for --cold-starts
+# Default for --pairs: single 5 s runs of two servers on this shared machine differ by 10%
+# and more, so a /healthz ratio is the median of alternating pairs.
+PAIRS = 3
+COLD_START_TIMEOUT_S = 60
+PLOT = ROOT / "docs" / "bench.png"  # default for --plot
+# gunicorn's quick shutdown: how a server ends is never measured, and a graceful one waits
+# up to a second for each gevent worker's loop to wake.
+QUICK = signal.SIGQUIT
+# The nginx rows: the shipped plain-HTTP site, and the one proxy hop every deployment behind
+# it trusts (set for the direct run too: the same gunicorn is measured both ways).
+NGINX_TEMPLATE = NGINX_DIR / "templates" / "kit.conf.template"
+ONE_PROXY_HOP = {"PROXY_FIX_X_FOR": "1", "PROXY_FIX_X_PROTO": "1", "PROXY_FIX_X_HOST": "1"}
+
+# The targets, each printed with "met" or "not met".
+KIT_OVER_BARE = 0.95  # /healthz req/s, kit / bare
+NGINX_OVER_DIRECT = 0.85  # /healthz req/s through nginx / straight to the same gunicorn
+GEVENT_SHARE = 0.90  # gevent req/s at c=200 / (min(connections, pool) / 50 ms)
+GEVENT_OVER_SYNC = 18.0  # req/s at c=200, database-bound
+EXTRA_PSS_MIB = 10.0  # a kit worker's PSS over a bare worker's
+COLD_START_S = 1.0  # launch to the first 200, one worker
 
 
-@dataclass
-class Result:
-    """One wrk run."""
+@dataclass(frozen=True)
+class Run:
+    """One wrk run, and each gunicorn worker's PSS right after it."""
 
+    row: str  # the --rows name it belongs to
+    variant: str  # its side of the comparison: bare or kit, nginx, sync or gevent
     label: str
     rps: float
     p99_ms: float
-    errors: int
+    socket_errors: int  # wrk's connect, read, write and timeout errors
+    non_2xx: int  # answers with a status outside 2xx and 3xx
+    pss_mib: tuple[float, ...]
+    # CPU seconds per request, by process (gunicorn, PostgreSQL, wrk), where measured.
+    cpu_per_request: dict[str, float] = field(default_factory=dict)
 
 
-def wrk(port: int, path: str, connections: int, seconds: int, label: str) -> Result:
-    """Run wrk against 127.0.0.1:`port``path` and parse req/s, p99 and errors."""
+@dataclass(frozen=True)
+class ColdStart:
+    """Seconds from launching gunicorn (one worker) to the first 200 on /healthz."""
+
+    app: str  # bare or kit
+    worker_class: str
+    seconds: tuple[float, ...]  # one per launch
+
+    @property
+    def median(self) -> float:
+        """The median launch."""
+        return statistics.median(self.seconds)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: what is measured, its value as printed, the target, and the verdict."""
+
+    what: str
+    value: str
+    target: str
+    met: bool
+
+    def line(self) -> str:
+        """The target as printed: `what: value (target ...): met`."""
+        return (
+            f"{self.what}: {self.value} (target {self.target}): {'met' if self.met else 'not met'}"
+        )
+
+
+@dataclass
+class Report:
+    """Everything one benchmark measured: what the tables, the verdicts and the plot show."""
+
+    date: str
+    machine: str
+    runs: list[Run] = field(default_factory=list)  # those the table shows
+    # The other runs of each comparison's pairs, which only the errors target counts.
+    unshown: list[Run] = field(default_factory=list)
+    cold_starts: list[ColdStart] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    # Lines printed beside the targets: other ratios worth knowing, rows skipped and why.
+    notes: list[str] = field(default_factory=list)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user and system) of process `root`, of its live descendants, and of the
+    children it has reaped (/proc/<pid>/stat: utime, stime; cutime, cstime for the root)."""
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue  # it exited meanwhile; its parent's cutime has it
+        # After the command's closing parenthesis: state is field 3, utime field 14.
+        utime, stime, cutime, cstime = (int(value) for value in stat[11:15])
+        total += utime + stime + (cutime + cstime if pid == root else 0)
+        pending += (int(child) for child in children)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's reaped children (wrk, once it has exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    server: Gunicorn,
+    row: str,
+    variant: str,
+    label: str,
+    path: str,
+    connections: int,
+    seconds: int,
+    proxy: Nginx | None = None,
+    cpu_of: dict[str, int] | None = None,
+) -> Run:
+    """Run wrk against `server` (or through `proxy` in front of it, with the Host its site
+    answers to), then read the PSS of each of the server's workers. With `cpu_of` (names
+    and process ids), also the CPU each process tree and wrk used per request."""
+    port = server.port if proxy is None else proxy.port
+    # nginx closes a connection for any other Host without an answer (the template's 444).
+    host = [] if proxy is None else ["-H", f"Host: {proxy.variables['SERVER_NAME']}"]
+    trees = cpu_of or {}
+    before = {name: tree_cpu_seconds(pid) for name, pid in trees.items()}
+    before["wrk"] = children_cpu_seconds()
     out = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            f"http://127.0.0.1:{port}{path}",
-        ],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+         *host, f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
         text=True,
         check=True,
         timeout=seconds + 60,
-    ).stdout
+    ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    if rps == 0:
+        raise SystemExit(f"{label}: no answer in {seconds} s\n{out}\n{server.stderr()[-3000:]}")
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
-    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|errors: \w+) (\d+)", out))
-    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return Result(label, rps, p99_ms, errors)
+    # wrk prints each line only when its count is not zero.
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    cpu: dict[str, float] = {}
+    if trees:
+        after = {name: tree_cpu_seconds(pid) for name, pid in trees.items()}
+        after["wrk"] = children_cpu_seconds()
+        requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        cpu = {name: (after[name] - before[name]) / max(1, requests) for name in after}
+    return Run(
+        row,
+        variant,
+        label,
+        rps,
+        p99_ms,
+        sum(int(n) for n in sockets.groups()) if sockets else 0,
+        int(non_2xx.group(1)) if non_2xx else 0,
+        worker_pss(server),
+        cpu,
+    )
 
 
-def serve(
-    workdir: Path, app: str, worker_class: str, args: argparse.Namespace, **env: str
+def worker_pss(server: Gunicorn) -> tuple[float, ...]:
+    """Each worker's proportional set size in MiB: its private pages, plus its share of the
+    pages it shares with the master and the other workers (/proc/<pid>/smaps_rollup)."""
+    master = running(server).pid
+    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    sizes = []
+    for pid in workers:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        sizes.append(int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.M).group(1)) / 1024)  # type: ignore[union-attr]
+    return tuple(sizes)
+
+
+def server_for(
+    workdir: Path, app: str, worker_class: str, workers: int, args: argparse.Namespace, **env: str
 ) -> Gunicorn:
-    """Start gunicorn -c gunicorn.conf.py for `app` with the benchmark's settings."""
+    """gunicorn -c gunicorn.conf.py for `app` with the benchmark's settings, not started."""
     values = {
+        **KIT_ENV,
         "GUNICORN_WORKER_CLASS": worker_class,
-        "WEB_CONCURRENCY": str(args.workers),
+        "WEB_CONCURRENCY": str(workers),
         "GUNICORN_WORKER_CONNECTIONS": str(args.connections_per_worker),
-        "LOG_FORMAT": "json",
         "LOG_LEVEL": "WARNING",
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
         **env,
     }
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
-    return Gunicorn(run_dir, base_env(**values), args=[app]).start()
+    return Gunicorn(run_dir, base_env(**values), args=[app])
 
 
-def table(results: list[Result]) -> None:
-    """Print the results as a Markdown table."""
-    print("| run | req/s | p99 ms | errors |\n| --- | ---: | ---: | ---: |")
-    for r in results:
-        print(f"| {r.label} | {r.rps:.0f} | {r.p99_ms:.1f} | {r.errors} |")
+def serve(
+    workdir: Path, app: str, worker_class: str, args: argparse.Namespace, **env: str
+) -> Gunicorn:
+    """Start gunicorn for `app` with --workers workers; return once every one answers."""
+    return server_for(workdir, app, worker_class, args.workers, args, **env).start()
+
+
+def cold_start(workdir: Path, app: str, worker_class: str, args: argparse.Namespace) -> float:
+    """Seconds from launching gunicorn with one `worker_class` worker to the first 200 on
+    /healthz. Once the master has bound its port the probe waits in the listen backlog, so
+    it is answered the moment the worker accepts."""
+    server = server_for(workdir, app, worker_class, 1, args)
+    started = time.monotonic()
+    server.start(wait=False)
+    try:
+        while time.monotonic() - started < COLD_START_TIMEOUT_S:
+            try:
+                if get(server.port, "/healthz", timeout=COLD_START_TIMEOUT_S)[0] == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass  # not bound yet
+            if running(server).poll() is not None:
+                raise SystemExit(f"gunicorn exited:\n{server.stderr()}")
+            time.sleep(0.005)
+        raise SystemExit(f"no 200 after {COLD_START_TIMEOUT_S}s:\n{server.stderr()}")
+    finally:
+        server.stop(QUICK)
+
+
+def ratio(what: str, value: float, limit: float, shown: str) -> Target:
+    """A target of at least `limit`, the value shown as `shown = value`."""
+    return Target(what, f"{shown} = {value:.2f}", f">= {limit:.2f}", value >= limit)
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median throughput (the upper one of an even count)."""
+    return sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
+
+
+def pairs_shown(shown: str, ratios: list[float]) -> str:
+    """`shown`, qualified as the median of the pairs' ratios, each listed."""
+    if len(ratios) == 1:
+        return shown
+    each = ", ".join(f"{value:.2f}" for value in ratios)
+    return f"{shown}, median of {len(ratios)} pairs ({each})"
+
+
+def healthz_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
+    """The kit's /healthz against bare Flask's, each app on a gunicorn of its own, in
+    --pairs alternating pairs; then each worker class's median throughput ratio and worker
+    memory against their targets. The table shows each app's median run."""
+    for worker_class in WORKER_CLASSES:
+        runs: dict[str, list[Run]] = {name: [] for name in APPS}
+        for _ in range(args.pairs):
+            for name, app in APPS.items():
+                server = serve(workdir, app, worker_class, args)
+                try:
+                    runs[name].append(
+                        measure(
+                            server,
+                            "healthz",
+                            name,
+                            f"{name} /healthz, {worker_class}, c={HEALTHZ_CONNECTIONS}",
+                            "/healthz",
+                            HEALTHZ_CONNECTIONS,
+                            args.seconds,
+                            cpu_of={"gunicorn": running(server).pid},
+                        )
+                    )
+                finally:
+                    server.stop(QUICK)
+        ratios = [ours.rps / bare.rps for bare, ours in zip(runs["bare"], runs["kit"], strict=True)]
+        ours, bare = median_run(runs["kit"]), median_run(runs["bare"])
+        report.runs += [bare, ours]
+        report.unshown += [run for run in runs["bare"] + runs["kit"] if run not in (bare, ours)]
+        what = f"/healthz, {worker_class}"
+        shown = pairs_shown("kit / bare", ratios)
+        report.targets.append(ratio(what, statistics.median(ratios), KIT_OVER_BARE, shown))
+        report.notes.append(cpu_share_note(f"{what}, kit / bare", ours, bare))
+        extra = max(ours.pss_mib) - max(bare.pss_mib)
+        report.targets.append(
+            Target(
+                f"worker PSS, {worker_class}",
+                f"largest kit worker - largest bare worker = {extra:+.1f} MiB",
+                f"<= +{EXTRA_PSS_MIB:.0f} MiB",
+                extra <= EXTRA_PSS_MIB,
+            )
+        )
+
+
+def nginx_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
+    """The kit's /healthz straight to gunicorn, then through nginx to the same gunicorn, in
+    --pairs alternating pairs; the median ratio against its target."""
+    reason = nginx_unavailable_reason()
+    if reason:
+        report.notes.append(f"nginx rows skipped: {reason}")
+        return
+    for worker_class in WORKER_CLASSES:
+        server = serve(workdir, APPS["kit"], worker_class, args, **ONE_PROXY_HOP)
+        label = f"kit /healthz, {worker_class}, c={HEALTHZ_CONNECTIONS}"
+        runs: dict[str, list[Run]] = {"direct": [], "nginx": []}
+        try:
+            for _ in range(args.pairs):
+                # nginx is up only for its half of each pair: with it up all along, the
+                # first direct run of the gevent server answered nothing in 5 s in each of
+                # four full runs, its workers idle in gevent's hub; the cause is not known.
+                runs["direct"].append(
+                    measure(
+                        server,
+                        "nginx",
+                        "kit",
+                        f"{label}, direct",
+                        "/healthz",
+                        HEALTHZ_CONNECTIONS,
+                        args.seconds,
+                        cpu_of={"gunicorn": running(server).pid},
+                    )
+                )
+                variables = template_env(server.port, free_port())
+                proxy = Nginx(Path(tempfile.mkdtemp(dir=workdir)), NGINX_TEMPLATE, variables)
+                try:
+                    runs["nginx"].append(
+                        measure(
+                            server,
+                            "nginx",
+                            "nginx",
+                            f"{label}, through nginx",
+                            "/healthz",
+                            HEALTHZ_CONNECTIONS,
+                            args.seconds,
+                            proxy.start(),
+                            cpu_of={"gunicorn": running(server).pid, "nginx": running(proxy).pid},
+                        )
+                    )
+                finally:
+                    proxy.stop()
+        finally:
+            server.stop(QUICK)
+        ratios = [
+            through.rps / direct.rps
+            for direct, through in zip(runs["direct"], runs["nginx"], strict=True)
+        ]
+        direct, through = median_run(runs["direct"]), median_run(runs["nginx"])
+        report.runs += [direct, through]
+        report.unshown += [
+            run for run in runs["direct"] + runs["nginx"] if run not in (direct, through)
+        ]
+        what = f"/healthz, {worker_class}"
+        shown = pairs_shown("through nginx / direct", ratios)
+        report.targets.append(ratio(what, statistics.median(ratios), NGINX_OVER_DIRECT, shown))
+        report.notes.append(cpu_share_note(f"{what}, through nginx / direct", through, direct))
+
+
+def database_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
+    """50 ms inside PostgreSQL per request, sync against gevent, at 50 and 200 connections."""
+    reason = postgres_unavailable_reason()
+    if reason:
+        report.notes.append(f"database rows skipped: {reason}")
+        return
+    postgres = PostgresServer(workdir / "pg")
+    postgres.start()
+    try:
+        url = postgres.create_database("bench")
+        pool = args.workers * args.connections_per_worker
+        for connections in (50, 200):
+            pair, answered_ms = {}, {}
+            for worker_class in WORKER_CLASSES:
+                server = serve(
+                    workdir, "tests.apps.sleepy:app", worker_class, args, DATABASE_URL=url
+                )
+                trees = {"gunicorn": running(server).pid, "PostgreSQL": postgres.postmaster()}
+                try:
+                    pair[worker_class] = measure(
+                        server,
+                        "database",
+                        worker_class,
+                        f"pg_sleep 50 ms, {worker_class}, c={connections}",
+                        f"/test/pg-sleep?s={SLEEP_S}",
+                        connections,
+                        args.seconds,
+                        cpu_of=trees,
+                    )
+                    # The access log's request time: from the request read to the answer sent.
+                    times = [
+                        line["duration_ms"]
+                        for line in server.json_lines()
+                        if line.get("logger") == "gunicorn.access"
+                    ]
+                    answered_ms[worker_class] = statistics.mean(times)
+                finally:
+                    server.stop(QUICK)
+            report.runs += pair.values()
+            sync, gevent = pair["sync"], pair["gevent"]
+            ideal = min(connections, pool) / SLEEP_S
+            share = f"gevent / (min({connections}, {pool}) / 50 ms = {ideal:.0f} req/s)"
+            over_sync = f"gevent / sync = {gevent.rps / sync.rps:.1f}"
+            what = f"pg_sleep 50 ms, c={connections}"
+            report.notes.append(cpu_note(gevent, ideal, answered_ms["gevent"], args))
+            if connections == 200:
+                report.targets.append(ratio(what, gevent.rps / ideal, GEVENT_SHARE, share))
+                report.targets.append(
+                    Target(
+                        what,
+                        over_sync,
+                        f">= {GEVENT_OVER_SYNC:.0f}",
+                        gevent.rps / sync.rps >= GEVENT_OVER_SYNC,
+                    )
+                )
+            else:
+                report.notes.append(
+                    f"{what}: {share} = {gevent.rps / ideal:.2f}, {over_sync} "
+                    f"(sync's ceiling: {args.workers} workers / 50 ms = "
+                    f"{args.workers / SLEEP_S:.0f} req/s; the targets are at c=200)"
+                )
+    finally:
+        postgres.stop()
+
+
+def cpu_share_note(what: str, run: Run, other: Run) -> str:
+    """The CPU each request cost in `run` and in `other`, and the throughput ratio that the
+    two would have if the cores were the limit: `other`'s CPU per request over `run`'s.
+
+    With wrk, gunicorn (and nginx) on the same cores, a /healthz run keeps them busy, so
+    this ratio is what a quiet machine would measure; the req/s ratio adds the noise of
+    whatever else ran."""
+    cores = len(os.sched_getaffinity(0))
+
+    def spent(measured: Run) -> str:
+        total = sum(measured.cpu_per_request.values())
+        parts = " + ".join(
+            f"{seconds * 1e6:.0f} us {name}" for name, seconds in measured.cpu_per_request.items()
+        )
+        return f"{parts} = {total * 1e6:.0f} us (cores busy {measured.rps * total / cores:.0%})"
+
+    ratio_cpu = sum(other.cpu_per_request.values()) / sum(run.cpu_per_request.values())
+    return (
+        f"{what}: CPU per request {spent(run)} against {spent(other)}: "
+        f"{ratio_cpu:.2f} where the cores are the limit"
+    )
+
+
+def running(server: Gunicorn | Nginx) -> subprocess.Popen[bytes]:
+    """The main process of `server`, which has been started."""
+    if server.proc is None:
+        raise RuntimeError(f"{type(server).__name__} was never started")
+    return server.proc
+
+
+def cpu_note(run: Run, ideal: float, answered_ms: float, args: argparse.Namespace) -> str:
+    """Where a gevent database run's time went, and the ideal once CPU time is counted.
+
+    min(connections, pool) / latency assumes a request costs no CPU. Measured here: the CPU
+    each request cost gunicorn, the PostgreSQL backends and wrk, against what the cores
+    could give, and the access log's mean request time against the 50 ms in PostgreSQL. A
+    worker runs one greenlet at a time: when the queries of its N greenlets end together,
+    the last answer waits for the CPU of the N - 1 others, (N - 1) / 2 of them on average,
+    so the ideal including CPU is workers x N / (50 ms + t + (N - 1) / 2 x t), t being the
+    worker's CPU per request."""
+    cores = len(os.sched_getaffinity(0))
+    per_request = sum(run.cpu_per_request.values())
+    ceiling = cores / per_request
+    spent = " + ".join(f"{ms * 1000:.2f} ms {name}" for name, ms in run.cpu_per_request.items())
+    t = run.cpu_per_request["gunicorn"]
+    greenlets = args.connections_per_worker
+    queued = args.workers * greenlets / (SLEEP_S + t + (greenlets - 1) / 2 * t)
+    return (
+        f"{run.label}: CPU per request {spent} = {per_request * 1000:.2f} ms "
+        f"(cores busy {run.rps * per_request / cores:.0%}, each worker "
+        f"{run.rps * t / args.workers:.0%}; {cores} cores / {per_request * 1000:.2f} ms = "
+        f"{ceiling:.0f} req/s). Mean request time {answered_ms:.1f} ms for 50 ms in "
+        f"PostgreSQL. With {greenlets} greenlets per worker whose queries end together, "
+        f"the ideal including CPU is {args.workers} x {greenlets} / (50 + {t * 1000:.2f} + "
+        f"{(greenlets - 1) / 2:.1f} x {t * 1000:.2f} ms) = {min(ideal, ceiling, queued):.0f} "
+        f"req/s; gevent reached {run.rps / min(ideal, ceiling, queued):.2f} of it"
+    )
+
+
+def cold_start_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
+    """Launch each app --cold-starts times per worker class, alternating kit and bare so
+    that a busy moment of the machine falls on both; the kit's median against its target."""
+    for worker_class in WORKER_CLASSES:
+        seconds: dict[str, list[float]] = {name: [] for name in APPS}
+        for _ in range(args.cold_starts):
+            for name, app in APPS.items():
+                seconds[name].append(cold_start(workdir, app, worker_class, args))
+        starts = {name: ColdStart(name, worker_class, tuple(seconds[name])) for name in APPS}
+        report.cold_starts += starts.values()
+        ours = starts["kit"]
+        report.targets.append(
+            Target(
+                f"cold start, kit, {worker_class}",
+                f"median of {len(ours.seconds)} = {ours.median:.2f} s",
+                f"<= {COLD_START_S:.1f} s",
+                ours.median <= COLD_START_S,
+            )
+        )
+
+
+RUNNERS: dict[str, Callable[[Report, Path, argparse.Namespace], None]] = {
+    "healthz": healthz_rows,
+    "nginx": nginx_rows,
+    "database": database_rows,
+    "cold-start": cold_start_rows,
+}
+
+
+def errors_target(runs: list[Run]) -> Target:
+    """No socket error and no non-2xx/3xx answer in any load run."""
+    sockets = sum(run.socket_errors for run in runs)
+    statuses = sum(run.non_2xx for run in runs)
+    return Target(
+        "errors",
+        f"{sockets} socket errors, {statuses} non-2xx/3xx answers in {len(runs)} load runs",
+        "0 in every run",
+        sockets == statuses == 0,
+    )
+
+
+def show(report: Report, plot: Path) -> None:
+    """Print the load runs and cold starts as Markdown tables, then the targets' verdicts."""
+    print("Throughput, memory and cold start, kit against bare Flask (bench/bare.py), 127.0.0.1.")
+    print(f"{report.date}; {report.machine}\n")
+    if report.runs:
+        print("| run | req/s | p99 ms | socket errors | non-2xx/3xx | worker PSS MiB |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for run in report.runs:
+            pss = ", ".join(f"{mib:.1f}" for mib in run.pss_mib)
+            print(
+                f"| {run.label} | {run.rps:.0f} | {run.p99_ms:.1f} | {run.socket_errors} "
+                f"| {run.non_2xx} | {pss} |"
+            )
+        print()
+    if report.cold_starts:
+        print("| cold start to the first 200, 1 worker | median s | each launch s |")
+        print("| --- | ---: | ---: |")
+        for cold in report.cold_starts:
+            each = ", ".join(f"{s:.2f}" for s in cold.seconds)
+            print(f"| {cold.app}, {cold.worker_class} | {cold.median:.2f} | {each} |")
+        print()
+    for note in report.notes:
+        print(f"- {note}")
+    for target in report.targets:
+        print(f"- {target.line()}")
+    print(f"\nplot: {shown(plot)}")
+    executable = Path(sys.executable)
+    command = [str(shown(executable)), "bench/run.py", *sys.argv[1:]]
+    print(f"command: {shlex.join(command)}")
+
+
+def shown(path: Path) -> Path:
+    """`path` relative to the checkout when inside it, so no machine's paths are printed."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def main() -> None:
+    """Run the rows asked for, then print the tables and verdicts and draw the plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
     parser.add_argument(
-        "--rows", choices=("all", "healthz", "database"), default="all", help="which rows to run"
+        "--rows", nargs="+", choices=ROWS, default=list(ROWS), help="which rows (default: all)"
     )
     parser.add_argument("--workers", type=int, default=WORKERS, help="gunicorn workers")
     parser.add_argument(
@@ -109,76 +626,32 @@ def main() -> None:
         default=CONNECTIONS_PER_WORKER,
         help="gevent worker_connections, and so each worker's pool size",
     )
+    parser.add_argument(
+        "--cold-starts", type=int, default=COLD_STARTS, help="launches per app and worker class"
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=PAIRS,
+        help="alternating runs of each /healthz comparison; the ratio is their median",
+    )
+    parser.add_argument("--plot", type=Path, default=PLOT, help="where to write the PNG")
     args = parser.parse_args()
+    if shutil.which("wrk") is None and set(args.rows) - {"cold-start"}:
+        raise SystemExit("wrk not found: apt-get install wrk (Debian, Ubuntu)")
+    report = Report(str(dt.datetime.now(dt.UTC).date()), machine(Counter("calls")))
     workdir = Path(tempfile.mkdtemp(prefix="kit-bench-"))
-    results: list[Result] = []
-    ratios: list[str] = []
-
-    for worker_class in ("sync", "gevent") if args.rows != "database" else ():
-        pair = []
-        for name, app in (("bare", "bench.bare:app"), ("kit", "app.wsgi:app")):
-            server = serve(workdir, app, worker_class, args)
-            try:
-                pair.append(
-                    wrk(
-                        server.port,
-                        "/healthz",
-                        50,
-                        args.seconds,
-                        f"{name} /healthz {worker_class} c=50",
-                    )
-                )
-            finally:
-                server.stop()
-        results += pair
-        ratio = pair[1].rps / pair[0].rps
-        ratios.append(f"kit/bare {worker_class}: {ratio:.0%} (target >= 90%)")
-
-    reason = postgres_unavailable_reason() if args.rows != "healthz" else "not asked for"
-    if reason:
-        print(f"database rows skipped: {reason}")
-    else:
-        postgres = PostgresServer(workdir / "pg")
-        postgres.start()
-        try:
-            url = postgres.create_database("bench")
-            pool = args.workers * args.connections_per_worker
-            for connections in (50, 200):
-                for worker_class in ("sync", "gevent"):
-                    server = serve(
-                        workdir, "tests.apps.sleepy:app", worker_class, args, DATABASE_URL=url
-                    )
-                    try:
-                        result = wrk(
-                            server.port,
-                            f"/test/pg-sleep?s={SLEEP_S}",
-                            connections,
-                            args.seconds,
-                            f"pg_sleep 50ms {worker_class} c={connections}",
-                        )
-                    finally:
-                        server.stop()
-                    results.append(result)
-                    if worker_class == "gevent":
-                        ideal = min(connections, pool) / SLEEP_S
-                        ratios.append(
-                            f"gevent c={connections}: {result.rps / ideal:.0%} of "
-                            f"min({connections}, {pool}) / 50 ms = {ideal:.0f} req/s "
-                            "(target >= 90%)"
-                        )
-                    else:
-                        ratios.append(
-                            f"sync c={connections}: {result.rps:.0f} req/s "
-                            f"(ceiling {args.workers} workers / 50 ms = "
-                            f"{args.workers / SLEEP_S:.0f})"
-                        )
-        finally:
-            postgres.stop()
-
-    table(results)
-    print()
-    for line in ratios:
-        print(f"- {line}")
+    try:
+        for row in ROWS:
+            if row in args.rows:
+                RUNNERS[row](report, workdir, args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if report.runs:
+        report.targets.append(errors_target(report.runs + report.unshown))
+    plot = args.plot.absolute()
+    write_png(report, plot)
+    show(report, plot)
 
 
 if __name__ == "__main__":

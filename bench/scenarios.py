@@ -49,6 +49,8 @@ class Row:
     # Whether an item must exist before the warm-up (created by one POST, in both runs).
     needs_item: bool = False
     through_gunicorn: bool = False
+    # The gunicorn worker class, through gunicorn.
+    worker_class: str = "sync"
     # Whether the metrics listener is on (METRICS_BIND, as compose.yaml and Kubernetes set
     # it), so that the kit counts every request in its metric files; through gunicorn only.
     metrics: bool = False
@@ -86,6 +88,14 @@ ROWS = {
         "/healthz",
         200,
         through_gunicorn=True,
+    ),
+    "gunicorn-gevent-healthz": Row(
+        "GET /healthz, 1 gunicorn gevent worker, JSON access log",
+        "GET",
+        "/healthz",
+        200,
+        through_gunicorn=True,
+        worker_class="gevent",
     ),
     "gunicorn-healthz-metrics": Row(
         "GET /healthz, 1 gunicorn sync worker, JSON access log, metrics on (METRICS_BIND)",

@@ -122,6 +122,10 @@ class PostgresServer:
         if self._running():
             self._ctl("pg_ctl", "stop", "-m", mode, "-w", "-t", PG_CTL_WAIT)
 
+    def postmaster(self) -> int:
+        """The process id of the running server (the first line of postmaster.pid)."""
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
     def restart(self) -> None:
         """Stop the server, then start it again on the same port."""
         self.stop()
