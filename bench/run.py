@@ -363,7 +363,8 @@ def nginx_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
             for _ in range(args.pairs):
                 # nginx is up only for its half of each pair: with it up all along, the
                 # first direct run of the gevent server answered nothing in 5 s in each of
-                # four full runs, its workers idle in gevent's hub; the cause is not known.
+                # five runs after the /healthz rows, its workers idle in gevent's hub; the
+                # cause is not known.
                 runs["direct"].append(
                     measure(
                         server,
