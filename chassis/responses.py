@@ -137,17 +137,16 @@ class _DateHeader:
     """`X-DateTime`'s value, formatted once per second rather than once per response."""
 
     def __init__(self) -> None:
-        self.second = -1
-        self.text = ""
+        self.formatted = (-1, "")  # (second, text), replaced whole so threads never mix them
 
     def now(self) -> str:
         """The current time as ISO-8601 with offset (UTC), to the second."""
         second = int(time.time())
-        if second != self.second:
-            # Two threads may both format the new second: each writes the same text.
-            self.text = dt.datetime.fromtimestamp(second, dt.UTC).isoformat()
-            self.second = second
-        return self.text
+        known, text = self.formatted
+        if second != known:
+            text = dt.datetime.fromtimestamp(second, dt.UTC).isoformat()
+            self.formatted = (second, text)
+        return text
 
 
 _date_header = _DateHeader()
