@@ -244,13 +244,13 @@ class MetricsListener:
     """WSGI middleware answering requests that arrived on the metrics listener's port with
     the metrics (GET /metrics) or an error envelope; every other request goes to the app."""
 
-    def __init__(self, app: WSGIApplication, port: int | None, tracking_header: str) -> None:
+    def __init__(self, app: WSGIApplication, port: int, tracking_header: str) -> None:
         self.app = app
         self.port = port
         self.tracking_header = tracking_header
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self.port is None or arrival_port(environ) != self.port:
+        if arrival_port(environ) != self.port:
             return self.app(environ, start_response)
         if environ.get("PATH_INFO") != METRICS_PATH:
             return self.error(start_response, 404, "not found")
@@ -328,11 +328,12 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     Only where a listener serves them (METRICS_BIND): metrics nobody can read would cost
     every request their counting (about 100 k instructions, bench/instructions.py)."""
-    if settings.metrics_port is None:
+    port = settings.metrics_port
+    if port is None:
         return
     watch_pool(app.extensions["db"].engine)
     # Outermost: the listener answers before anything of the app runs, and everything else
     # is counted.
     app.wsgi_app = MetricsListener(  # type: ignore[method-assign]
-        RequestMetrics(app.wsgi_app), settings.metrics_port, settings.tracking_id_header
+        RequestMetrics(app.wsgi_app), port, settings.tracking_id_header
     )
