@@ -642,6 +642,8 @@ def main() -> None:
         raise SystemExit("wrk not found: apt-get install wrk (Debian, Ubuntu)")
     report = Report(str(dt.datetime.now(dt.UTC).date()), machine(Counter("calls")))
     workdir = Path(tempfile.mkdtemp(prefix="kit-bench-"))
+    # PostgreSQL runs as postgres under root, and must enter the folder (not list it).
+    workdir.chmod(0o711)
     try:
         for row in ROWS:
             if row in args.rows:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tests.processes import ROOT, base_env
+from tests.support import programs
 
 VENV_BIN = ROOT / ".venv" / "bin"
 
@@ -20,8 +21,9 @@ def copy_repository(destination: Path) -> Path:
     when there is one (`make typecheck` leaves it): mypy re-checks every file whose content
     differs from what the cache recorded, so a copy type-checks as from scratch, in 2 s
     instead of 18."""
+    (git,) = programs.require("git")
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        [git, "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, capture_output=True, check=True,
     ).stdout.decode()  # fmt: skip
     for name in filter(None, listed.split("\0")):

@@ -36,6 +36,8 @@ from tests.engine import build_standins, engine_unavailable_reason
 from tests.postgres import PostgresServer, postgres_unavailable_reason
 from tests.processes import ROOT, Gunicorn
 from tests.proxy import nginx_unavailable_reason
+from tests.support import tempdirs
+from tests.support.programs import require_service
 
 LogReader = Callable[[], list[dict[str, Any]]]
 
@@ -72,13 +74,6 @@ def started() -> Iterator[list[Gunicorn]]:
     for server in servers:
         if server.proc is not None and server.proc.poll() is None:
             server.stop(signal.SIGKILL)
-
-
-def require_service(reason: str) -> None:
-    """Skip for a missing service, or fail when CI demands every service (KIT_REQUIRE_SERVICES)."""
-    if os.environ.get("KIT_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"KIT_REQUIRE_SERVICES=1 but {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -128,12 +123,13 @@ def migrate(database_url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """A real PostgreSQL server owned by this test session (stopped at the end)."""
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server owned by this test session (stopped at the end), outside
+    pytest's base temp folder, which other pytest runs re-permission (tests/support/tempdirs)."""
     reason = postgres_unavailable_reason()
     if reason:
         require_service(reason)
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server = PostgresServer(tempdirs.for_other_users("postgres"))
     server.start()
     yield server
     server.stop()

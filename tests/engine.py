@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from tests.processes import ROOT
+from tests.support import programs
 
 IMAGES = ROOT / "tests" / "images"
 LABEL = "org.example.standin.hash"
@@ -59,15 +60,16 @@ def docker(
 
 def engine_unavailable_reason() -> str | None:
     """Say what to install or start when no usable engine, Compose or buildx is here."""
-    if shutil.which("docker") is None:
-        return "no docker CLI (install Docker Engine: https://docs.docker.com/engine/install/)"
+    if missing := programs.missing_reason("docker"):
+        return missing
     try:
         if docker("version", "--format", "{{.Server.Version}}", check=False, timeout=20).returncode:
-            return "the Docker engine is not running or not reachable (start dockerd)"
+            engine = programs.program("dockerd")
+            return f"the Docker engine is not running or not reachable: start dockerd ({engine.install_hint})"
         if docker("compose", "version", check=False, timeout=20).returncode:
-            return "docker compose is missing (install the Docker Compose v2 plugin)"
+            return f"docker compose is missing: {programs.program('docker-compose').install_hint}"
         if docker("buildx", "version", check=False, timeout=20).returncode:
-            return "docker buildx is missing (BuildKit builds the Dockerfile's cache mounts)"
+            return f"docker buildx is missing: {programs.program('docker-buildx').install_hint}"
     except subprocess.TimeoutExpired:
         return "the Docker engine does not answer within 20 s"
     return None
@@ -102,8 +104,8 @@ def _run(*cmd: str, timeout: float) -> None:
 
 def _build_base(wanted: str) -> None:
     """debootstrap a minimal Debian with the host's CA store and import it as BASE."""
-    if shutil.which("debootstrap") is None:
-        raise RuntimeError("building the stand-in base needs debootstrap (apt-get install it)")
+    if missing := programs.missing_reason("debootstrap"):
+        raise RuntimeError(f"building the stand-in base needs debootstrap: {missing}")
     with tempfile.TemporaryDirectory(prefix="standin-rootfs-") as tmp:
         rootfs, archive = Path(tmp) / "rootfs", Path(tmp) / "rootfs.tar"
         _run("debootstrap", "--variant=minbase", "--include=ca-certificates", SUITE,

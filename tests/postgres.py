@@ -6,17 +6,14 @@ it runs initdb into a temporary directory and serves on a free 127.0.0.1 port wi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import re
-import shutil
-import stat
 import subprocess
-import tempfile
 from pathlib import Path
 
 from tests.processes import base_env, free_port
+from tests.support import programs
 
 # PostgreSQL refuses to run as root; under root the server runs as this system user instead.
 SYSTEM_USER = "postgres"
@@ -24,7 +21,9 @@ BINARIES = ("initdb", "pg_ctl", "psql")
 MIN_VERSION = 13  # for DROP DATABASE ... WITH (FORCE)
 TIMEOUT = 60
 PG_CTL_WAIT = "50"  # under TIMEOUT, so pg_ctl reports its own timeout before we kill it
-INSTALL_HINT = "install PostgreSQL 13+ (Debian/Ubuntu: apt-get install postgresql) or set PG_BINDIR"
+INSTALL_HINT = (
+    f"install PostgreSQL 13+ ({programs.program('initdb').install_hint}) or set PG_BINDIR"
+)
 # Durability is worthless in a throwaway cluster; turning it off makes every write fast.
 SETTINGS = """
 listen_addresses = '127.0.0.1'
@@ -54,12 +53,9 @@ def find_bindir() -> Path | None:
     candidates: list[Path] = []
     if env := os.environ.get("PG_BINDIR"):
         candidates.append(Path(env))
-    elif pg_config := shutil.which("pg_config"):
-        # A failing pg_config is no verdict: pg_ctl on PATH may still be usable.
-        with contextlib.suppress(RuntimeError):
-            candidates.append(Path(_run([pg_config, "--bindir"]).strip()))
-    if not env and (pg_ctl := shutil.which("pg_ctl")):
-        candidates.append(Path(pg_ctl).parent)
+    elif initdb := programs.find("initdb"):
+        # A link on PATH (/usr/local/bin/initdb) stands for the directory it points into.
+        candidates.append(Path(initdb).resolve().parent)
     # A client-only package has pg_config and psql but no initdb: look past such a bindir.
     usable = (d for d in candidates if all(os.access(d / b, os.X_OK) for b in BINARIES))
     return next(usable, None)
@@ -73,8 +69,8 @@ def postgres_unavailable_reason() -> str | None:
         return f"PostgreSQL server binaries not found{where}: {INSTALL_HINT}"
     if os.geteuid() == 0 and SYSTEM_USER not in {user.pw_name for user in pwd.getpwall()}:
         return f"running as root needs a '{SYSTEM_USER}' system user to run PostgreSQL as"
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        return "running as root needs runuser (util-linux) to start PostgreSQL as postgres"
+    if os.geteuid() == 0 and (missing := programs.missing_reason("runuser")):
+        return f"running as root, PostgreSQL is started as postgres with runuser: {missing}"
     version = _run([str(bindir / "initdb"), "--version"]).strip()
     match = re.search(r"\(PostgreSQL\) (\d+)", version)
     if match is None or int(match.group(1)) < MIN_VERSION:
@@ -83,7 +79,10 @@ def postgres_unavailable_reason() -> str | None:
 
 
 class PostgresServer:
-    """A throwaway PostgreSQL cluster in a temporary directory, on a free 127.0.0.1 port."""
+    """A throwaway PostgreSQL cluster in `base_dir`, on a free 127.0.0.1 port.
+
+    Under root the server runs as postgres, which must be able to enter every folder above
+    `base_dir`: tests.support.tempdirs.for_other_users makes such a folder."""
 
     def __init__(self, base_dir: Path) -> None:
         bindir = find_bindir()
@@ -147,13 +146,6 @@ class PostgresServer:
             user = pwd.getpwnam(SYSTEM_USER)
             for path in [self.base_dir, *self.base_dir.rglob("*")]:
                 os.chown(path, user.pw_uid, user.pw_gid)
-            # pytest makes its dirs 0700: grant traverse (not list), and only under the temp
-            # dir so a base dir in a home directory never widens that home's permissions.
-            tmp = Path(tempfile.gettempdir()).resolve()
-            for parent in self.base_dir.resolve().parents:
-                if parent == tmp or not parent.is_relative_to(tmp):
-                    break
-                parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
         self._ctl("initdb", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N")
         socket_dir = str(self.base_dir).replace("'", "''")
         extra = f"port = {self.port}\nunix_socket_directories = '{socket_dir}'\n"

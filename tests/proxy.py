@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.processes import ROOT
+from tests.support import programs, tempdirs
 
 NGINX_DIR = ROOT / "nginx"
 STOCK_DIR = Path("/etc/nginx")
@@ -40,7 +41,7 @@ mount --bind "$1" /etc/nginx && mount --bind "$2" /run && mount --bind "$3" /var
 
 def find_nginx() -> str | None:
     """Return the nginx binary (Debian installs it in /usr/sbin, off a user's PATH)."""
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    return programs.find("nginx")
 
 
 def stock_conf_changed() -> bool:
@@ -61,11 +62,11 @@ def stock_conf_changed() -> bool:
 
 def nginx_unavailable_reason() -> str | None:
     """Say what to install (or how to run) when stock Debian nginx cannot be run, else None."""
-    if find_nginx() is None or shutil.which("dpkg-query") is None or not STOCK_CONF.exists():
-        return "Debian's nginx is not installed (Debian/Ubuntu: apt-get install nginx)"
-    if shutil.which("envsubst") is None:
-        return "envsubst is not installed (Debian/Ubuntu: apt-get install gettext-base)"
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
+    if reason := programs.missing_reason("nginx", "envsubst", "unshare"):
+        return reason
+    if not STOCK_CONF.exists():
+        return f"Debian's nginx is not installed ({STOCK_CONF} is missing): apt-get install nginx"
+    if os.geteuid() != 0:
         return (
             "the nginx tests run Debian's stock nginx.conf in a mount namespace: run them as root"
         )
@@ -80,7 +81,7 @@ def template_env(upstream_port: int, port: int, **overrides: str) -> dict[str, s
         "APP_UPSTREAM": f"127.0.0.1:{upstream_port}",
         "NGINX_PORT": f"127.0.0.1:{port}",
         "SERVER_NAME": "kit.test",
-        "STATIC_ROOT": str(ROOT / "app" / "static"),
+        "STATIC_ROOT": str(tempdirs.static_root()),
         "NGINX_RATE_LIMIT": "off",
         "NGINX_RATE": "20r/s",
         "NGINX_BURST": "40",

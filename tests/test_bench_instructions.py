@@ -8,15 +8,14 @@ No count is compared with a target or a previous run: only that each is taken an
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from bench.instructions import Counter
 from bench.scenarios import ROWS, available_rows
-from tests.conftest import require_service
 from tests.processes import ROOT, base_env
+from tests.support import programs
 
 # Every row, with a few requests, counting Python calls: seconds, not callgrind's minutes.
 QUICK = ["--counter", "calls", "--requests", "3", "--warmup", "1"]
@@ -57,8 +56,7 @@ def test_every_row_is_counted_for_kit_and_bare_and_printed(tmp_path: Path) -> No
 
 def test_callgrind_counter_reads_the_instructions_of_the_process_it_ran(tmp_path: Path) -> None:
     """A process doing more work counts more instructions, read from its own profile."""
-    if shutil.which("valgrind") is None:
-        require_service("valgrind is not installed: apt-get install valgrind")
+    programs.require("valgrind")
     counter = Counter("instructions")
     counts: list[int] = []
     for work in ("pass", "sum(range(200_000))"):

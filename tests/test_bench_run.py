@@ -9,7 +9,6 @@ cold-start rows) checks that every measurement is taken, printed and drawn.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +19,8 @@ from matplotlib.text import Text
 
 from bench.plot import draw, write_png
 from bench.run import ColdStart, Report, Run, Target
-from tests.conftest import require_service
 from tests.processes import ROOT, base_env
+from tests.support import programs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # One load run's table row: label, req/s, p99 ms, socket errors, non-2xx/3xx, worker PSS.
@@ -80,8 +79,7 @@ def test_short_run_prints_tables_verdicts_and_writes_the_plot(tmp_path: Path) ->
     """The nginx and cold-start rows, 1 s per load run, two pairs, one launch each: each
     comparison's median run is in the table with no error and each worker's PSS, every target has its verdict, the PNG is
     written where --plot says, and nothing is left in the temporary directory."""
-    if shutil.which("wrk") is None:
-        require_service("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
+    programs.require("wrk")
     temporary, plot = tmp_path / "tmp", tmp_path / "plots" / "bench.png"
     temporary.mkdir()
     result = subprocess.run(

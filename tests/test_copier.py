@@ -16,6 +16,7 @@ import yaml
 from template.rename import current_name, project_files, rewrite, word
 from tests.checkout import nested_pytest_args, run
 from tests.processes import ROOT
+from tests.support import programs
 
 NAME = "orders-api"
 OLD, PROJECT = current_name(ROOT)
@@ -46,6 +47,7 @@ def copier(cwd: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clone of this repository's history, as a template remote would serve it."""
+    programs.require("git")
     clone = tmp_path_factory.mktemp("copier") / "template"
     run(ROOT, "git", "clone", "--quiet", "--no-local", str(ROOT), str(clone))
     return clone

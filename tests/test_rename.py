@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import yaml
 from template.rename import current_name, project_files, rewrite, word
 from tests.checkout import copy_repository, nested_pytest_args, run
 from tests.processes import ROOT
+from tests.support import programs
 
 NEW = "orders-api"
 OLD, PROJECT = current_name(ROOT)
@@ -122,13 +122,7 @@ def test_the_renamed_nginx_files_pass_nginx_t(copy: Path, requires_nginx: None) 
 def test_the_renamed_compose_file_is_accepted_by_docker_compose(copy: Path) -> None:
     """`docker compose config` accepts the copy's compose.yaml; its database and user are
     the new name."""
-    if (
-        shutil.which("docker") is None
-        or subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, check=False
-        ).returncode
-    ):
-        pytest.skip("docker compose is not installed")
+    programs.require("docker", "docker-compose")
     config = run(
         copy, "docker", "compose", "config", "--format", "json",
         env={"POSTGRES_PASSWORD": "x" * 16, "SECRET_KEY": "y" * 64},
@@ -141,8 +135,7 @@ def test_the_renamed_compose_file_is_accepted_by_docker_compose(copy: Path) -> N
 def test_the_renamed_kubernetes_files_build_with_kubectl_kustomize(copy: Path) -> None:
     """`kubectl kustomize deploy/kubernetes` builds the copy's manifests, every object named
     and labelled with the new name."""
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed")
+    programs.require("kubectl")
     built = run(copy, "kubectl", "kustomize", "deploy/kubernetes").stdout
     objects = [doc for doc in yaml.safe_load_all(built) if doc]
     names = {doc["metadata"]["name"] for doc in objects}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,14 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from chassis.apidocs import ASSETS, VERSION
-from tests.conftest import require_service
 from tests.processes import Gunicorn, base_env, get
+from tests.support import programs
 
 # Debian's chromium and chromium-driver (.ci/run installs them); another browser of the
 # Chromium family and its driver where these name them (the GitHub workflow's Chrome).
-CHROMIUM = os.environ.get("KIT_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("KIT_CHROMEDRIVER", "/usr/bin/chromedriver")
+# A CI runner with Google Chrome instead of Debian's Chromium names it (ci.yml).
+CHROMIUM = os.environ.get("KIT_CHROMIUM", "")
+CHROMEDRIVER = os.environ.get("KIT_CHROMEDRIVER", "")
 # Every wait in the browser is bounded; Swagger UI renders in about a second.
 WAIT_S = 20
 
@@ -46,10 +46,12 @@ def served(tmp_path: Path) -> Iterator[Gunicorn]:
 def browser() -> Iterator[webdriver.Chrome]:
     """Headless Chromium that can reach 127.0.0.1 only: every other host resolves to
     nothing, and any other address goes to a proxy that refuses (loopback bypasses it)."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        require_service("Chromium is not installed (apt-get install chromium chromium-driver)")
+    if CHROMIUM and CHROMEDRIVER:
+        chromium, chromedriver = CHROMIUM, CHROMEDRIVER
+    else:
+        chromium, chromedriver = programs.require("chromium", "chromedriver")
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for argument in (
         "--headless=new",
         "--no-sandbox",  # root in CI; the page is our own
@@ -65,7 +67,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         options.add_argument(argument)
     # Every request the page makes, from the DevTools protocol's Network events.
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(chromedriver))
     try:
         yield driver
     finally:

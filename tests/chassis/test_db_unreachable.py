@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -23,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.apps import records
-from tests.conftest import require_service
 from tests.postgres import PostgresServer, postgres_unavailable_reason
 from tests.processes import Gunicorn, base_env, get, wait_until
+from tests.support import programs, tempdirs
 
 SLEEPY = "tests.apps.sleepy:app"
 # DB_CONNECT_TIMEOUT and DB_NETWORK_TIMEOUT, both.
@@ -62,15 +61,16 @@ class Blackhole:
 
 
 @pytest.fixture(scope="module")
-def unreliable_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def unreliable_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this module's own, with the test tables, whose packets a
     Blackhole can drop."""
     reason = postgres_unavailable_reason()
     if reason:
-        require_service(reason)
-    if os.geteuid() != 0 or shutil.which("iptables") is None:
-        require_service("dropping packets needs root and iptables (apt-get install iptables)")
-    server = PostgresServer(tmp_path_factory.mktemp("unreliable-postgres"))
+        programs.require_service(reason)
+    programs.require("iptables")
+    if os.geteuid() != 0:
+        programs.require_service("dropping packets with iptables needs root")
+    server = PostgresServer(tempdirs.for_other_users("unreliable-postgres"))
     server.start()
     records.create_tables(server.url())
     yield server

@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shlex
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from typing import Any
 import pytest
 
 from chassis.probe import TIMEOUT_S
-from tests.conftest import require_service
 from tests.deploy.files import compose_services, yaml_file
 from tests.processes import ROOT, base_env
+from tests.support import programs
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
@@ -308,13 +307,7 @@ def test_images_are_pinned_to_exact_versions() -> None:
 
 def compose_plugin() -> str:
     """The docker CLI with its Compose plugin (no engine needed); skip or fail without."""
-    docker = shutil.which("docker")
-    if docker is None:
-        require_service("docker CLI not installed: cannot run `docker compose config`")
-    assert docker is not None
-    version = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-    if version.returncode != 0:
-        require_service("docker compose plugin not installed: cannot run `docker compose config`")
+    docker, _ = programs.require("docker", "docker-compose")
     return docker
 
 

@@ -23,15 +23,15 @@ import yaml
 from chassis.health import READINESS_TIMEOUT_S
 from chassis.responses import envelope_body
 from chassis.settings import ServerSettings, Settings, SettingsError, tcp_port
-from tests.conftest import require_service
 from tests.deploy.files import compose_services, yaml_documents, yaml_file
 from tests.nginx.test_kit_conf import ONE_MIB, send
 from tests.processes import ROOT, base_env, free_port
 from tests.proxy import ConfdNginx
+from tests.support import programs
 
 BASE = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VALIDATE = ROOT / ".venv" / "bin" / "kubernetes-validate"
-KUBECTL = shutil.which("kubectl")
+KUBECTL = programs.find("kubectl")
 # The oldest Kubernetes the manifests promise to suit, and the tool's newest schemas.
 OLDEST_KUBERNETES = "1.30.0"
 IMAGE = "registry.example.com/kit"
@@ -40,8 +40,7 @@ IMAGE = "registry.example.com/kit"
 @pytest.fixture
 def needs_kubectl() -> None:
     """Skip (or fail, under KIT_REQUIRE_SERVICES) unless kubectl is installed."""
-    if KUBECTL is None:
-        require_service("kubectl is not installed (Debian 13: apt-get install kubectl)")
+    programs.require("kubectl")
 
 
 def load(name: str) -> dict[str, Any]:

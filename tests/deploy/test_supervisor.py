@@ -15,7 +15,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import ROOT, base_env, free_port, get, wait_until
+from tests.support import programs
 
 PROGRAM = ROOT / "deploy" / "supervisor" / "kit.conf"
 SUPERVISORD = ROOT / ".venv" / "bin" / "supervisord"
@@ -63,7 +63,7 @@ files = {program}
 
 def run_as_user() -> str | None:
     """The user the program can run as here: nobody under root if it can, else None."""
-    if os.geteuid() != 0 or shutil.which("runuser") is None:
+    if os.geteuid() != 0 or programs.find("runuser") is None:
         return None
     try:
         pwd.getpwnam("nobody")

@@ -8,7 +8,6 @@ file without a running service manager.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
 from tests.processes import ROOT, base_env, free_port, get
+from tests.support import programs
 
 UNIT = ROOT / "deploy" / "systemd" / "kit.service"
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+SYSTEMD_ANALYZE = programs.find("systemd-analyze")
 
 # The highest `systemd-analyze security` exposure (0 = locked down, 10 = unprotected) the
 # unit may have; it is 1.7 today. A removed hardening directive pushes it over.
@@ -33,8 +32,7 @@ PR_MDWE_REFUSE_EXEC_GAIN = 1
 @pytest.fixture
 def needs_systemd_analyze() -> None:
     """Skip (or fail, under KIT_REQUIRE_SERVICES) unless systemd-analyze is installed."""
-    if SYSTEMD_ANALYZE is None:
-        require_service("systemd-analyze is not installed (Debian/Ubuntu: apt-get install systemd)")
+    programs.require("systemd-analyze")
 
 
 def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from tests.deploy.files import yaml_file
 from tests.deploy.test_container import dev_tool, run_checked
 from tests.processes import ROOT
+from tests.support import programs
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 CI = ROOT / ".github" / "workflows" / "ci.yml"
@@ -159,22 +160,22 @@ def test_check_job_runs_on_the_oldest_supported_python() -> None:
     assert f">={setup['with']['python-version']}" == requires
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param("postgresql", id="postgresql-server"),
-        pytest.param("nginx", id="nginx"),
-        pytest.param("gettext-base", id="envsubst"),
-        pytest.param("iptables", id="iptables"),
-        pytest.param("faketime", id="faketime"),
-        pytest.param("valgrind", id="valgrind"),
-    ],
-)
-def test_check_job_installs_what_service_tests_need(package: str) -> None:
-    """PostgreSQL's server, nginx, envsubst, iptables, faketime and valgrind are installed
-    before the tests run."""
+def test_check_job_installs_every_program_the_list_gives_to_apt() -> None:
+    """The job's apt-get line installs exactly the packages of tests/programs.toml whose
+    `github` is "apt": a program added to the list for a test reaches the workflow too."""
     install = step_running("check", "apt-get install")["run"]
-    assert package in install.split()
+    line = install[install.index("apt-get install") :].replace("\\\n", " ").splitlines()[0]
+    installed = {word for word in line.split()[2:] if not word.startswith("-")}
+    wanted = {p.package for p in programs.listed().values() if p.github == "apt"}
+    assert installed == wanted
+
+
+def test_every_program_is_installed_by_the_workflow_or_the_runner() -> None:
+    """Each program of the list says where the workflow gets it: its own apt-get line or
+    the runner image."""
+    assert {p.name: p.github for p in programs.listed().values()} == {
+        name: p.github for name, p in programs.listed().items() if p.github in {"apt", "runner"}
+    }
 
 
 def test_check_job_gives_the_docs_page_test_a_browser() -> None:
@@ -185,9 +186,8 @@ def test_check_job_gives_the_docs_page_test_a_browser() -> None:
     assert "KIT_CHROMEDRIVER=" in named
     test = step_running("check", "make test")["run"]
     assert "KIT_CHROMIUM,KIT_CHROMEDRIVER" in test
-    provisioning = (ROOT / ".ci" / "run").read_text()
-    for package in ("chromium", "chromium-driver"):
-        assert f"packages+=({package})" in provisioning
+    # .ci/run installs Debian's from the list.
+    assert {"chromium", "chromedriver"} <= set(programs.listed())
 
 
 # --- The compose job: the real stack, through nginx ---------------------------------------

@@ -26,6 +26,7 @@ import pytest
 from tests.conftest import migrate
 from tests.processes import ROOT, Gunicorn, base_env, free_port
 from tests.proxy import NGINX_DIR, Nginx, render, template_env
+from tests.support import programs
 
 pytestmark = pytest.mark.usefixtures("requires_nginx")
 
@@ -473,11 +474,12 @@ def test_only_idempotent_methods_are_resent_to_another_upstream(
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """A throwaway certificate and key for kit.test, made with openssl."""
+    (openssl,) = programs.require("openssl")
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
             *("-subj", f"/CN={HOST}", "-addext", f"subjectAltName=DNS:{HOST}"),
             *("-keyout", str(key), "-out", str(cert)),
         ],

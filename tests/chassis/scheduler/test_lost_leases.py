@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,8 +39,9 @@ from tests.chassis.scheduler.conftest import (
     wait_for,
     worker_pids,
 )
-from tests.conftest import migrate, require_service
+from tests.conftest import migrate
 from tests.processes import ROOT, Gunicorn, base_env, get, request
+from tests.support import programs
 
 EFFECT = "tests.apps.jobs:effects"
 SLOW_EFFECT = "tests.apps.jobs:slow_effects"
@@ -72,8 +72,7 @@ def faketime_env(seconds: int) -> dict[str, str]:
     """The variables `faketime -m --exclude-monotonic -f +N` sets (Debian's faketime), for a
     process whose wall clock runs `seconds` ahead and whose monotonic clock is left alone.
     Skips (fails under KIT_REQUIRE_SERVICES=1) without faketime."""
-    if shutil.which("faketime") is None:
-        require_service("faketime not found: apt-get install faketime (Debian, Ubuntu)")
+    programs.require("faketime")
     probe = "import json, os, time; print(json.dumps([dict(os.environ), time.time()]))"
     done = subprocess.run(
         ["faketime", "-m", "--exclude-monotonic", "-f", f"+{seconds}", sys.executable, "-c", probe],
