@@ -48,10 +48,10 @@ serve: migrate ## Migrate, then serve http://127.0.0.1:8000 (embedded SQLite, no
 # APP_ENV=development unless set: for this target (and the migration before it) only.
 dev: export APP_ENV ?= development
 dev: migrate ## Migrate, then serve on loopback, reloading on every change (werkzeug)
-	$(VENV)/bin/python -m chassis.devserver
+	$(VENV)/bin/python -m chassis.serving.devserver
 
 serve-gevent: migrate ## Migrate, then serve with gevent alone: one process, no gunicorn
-	$(VENV)/bin/python -m chassis.gevent_server
+	$(VENV)/bin/python -m chassis.serving.gevent_server
 
 test: install ## Run the whole test suite (PostgreSQL and nginx tests skip if absent)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -71,8 +71,8 @@ bench: install ## Throughput, memory and cold start on 127.0.0.1, drawn to docs/
 bench-instructions: install ## Instructions per request, kit against bare Flask (needs valgrind; minutes)
 	$(VENV)/bin/python bench/instructions.py
 
-settings-docs: install ## Rewrite .env.example and the README's table from chassis/settings.py
-	$(VENV)/bin/python -c 'from chassis.settings import write_docs; write_docs()'
+settings-docs: install ## Rewrite .env.example and the README's table from chassis/settings/declarations.py
+	$(VENV)/bin/python -m template.settings_docs
 
 rename: ## Rename the service everywhere: make rename name=orders-api
 	@test -n "$(name)" || { echo 'usage: make rename name=orders-api'; exit 2; }

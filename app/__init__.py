@@ -10,8 +10,8 @@ from __future__ import annotations
 from flask import Flask
 
 from app import items
-from chassis import build_app
 from chassis.settings import Settings, current_settings
+from chassis.web.app import build_app
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -1,144 +1,31 @@
 """The chassis: the reusable layer every service built from this template shares.
 
-Settings, logging, the tracking id, the JSON envelope and errors, health endpoints, the
-database engine and sessions, upsert, request validation, the API document and its page,
-the gunicorn integration, Prometheus metrics, the job scheduler and optional tracing. It
-never imports the service (the `app` package): the service builds its Flask app with
-`build_app()`, then registers its own resources and jobs on it.
+Its folders are its layers; each imports only from those below it:
+
+    serving/        gunicorn's hooks and logger, the gevent worker and server, the
+                    development server, the container's health probe
+    web/            the Flask app (`web.app.build_app`), the envelope and its one writer,
+                    errors, validation, operations and the API document, health
+    scheduler/      jobs run once per scheduled time across every process
+    database/       engine and sessions, the models' base, upsert, the chassis's migrations
+    observability/  the tracking id, logging, metrics, tracing
+    settings/       every environment variable, declared once
+
+It never imports the service (the `app` package): the service builds its Flask app with
+`build_app()`, then registers its own resources and jobs on it. This file imports nothing,
+so `import chassis.settings` loads neither Flask nor SQLAlchemy.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from inspect import CO_COROUTINE
-from types import FunctionType
 from typing import Any
 
-from flask import Flask, Response, request
-from flask.typing import ResponseReturnValue
-from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import Map
 
-from chassis import apidocs, db, errors, health, metrics, openapi
-from chassis.cookies import CookieSessionInterface
-from chassis.log import configure_logging
-from chassis.responses import JSONProvider
-from chassis.scheduler.cli import cli as scheduler_cli
-from chassis.settings import Settings
-from chassis.tracking import TrackingGlobals, TrackingIdMiddleware
+def __getattr__(name: str) -> Any:
+    """`from chassis import build_app`, as services made before 0.3 wrote it: loaded on
+    first use, never by importing the package."""
+    if name == "build_app":
+        from chassis.web.app import build_app
 
-log = logging.getLogger(__name__)
-
-
-class ExactMap(Map):
-    """URL routing that answers what was asked, never a redirect.
-
-    werkzeug's defaults redirect `/api//items` (merge_slashes) and `/x` to `/x/`
-    (strict_slashes) with a 308 whose body is HTML and whose Location is built from the Host or
-    X-Forwarded-Host header: an open redirect wherever a forwarded host is trusted. Flask
-    returns routing redirects as they are, past every error handler. Here a doubled slash is
-    a 404 envelope and a trailing slash matches the same route."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("merge_slashes", False)
-        kwargs.setdefault("strict_slashes", False)
-        super().__init__(*args, **kwargs)
-
-
-class ChassisFlask(Flask):
-    """Flask with exact routing (ExactMap), `g.tracking_id`, the body limit checked before
-    any hook or view, and an OPTIONS answer without a body."""
-
-    url_map_class = ExactMap
-    app_ctx_globals_class = TrackingGlobals
-
-    def preprocess_request(self) -> ResponseReturnValue | None:
-        """Refuse a declared body over MAX_CONTENT_LENGTH (413), then run the request hooks.
-
-        A direct call, not a `before_request` hook: Flask calls each hook through
-        `ensure_sync`, whose coroutine check costs every request more than the check does."""
-        errors.reject_oversized_body(self.config["MAX_CONTENT_LENGTH"], request.environ)
-        return super().preprocess_request()
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Flask's, answered at once for a plain function that is not a coroutine function.
-
-        Flask calls this on every hook and view of every request, and its coroutine check
-        (`inspect.iscoroutinefunction`) is most of what a hook costs. Anything else (async
-        functions, methods, partials, functions marked as coroutine functions) takes
-        Flask's own path."""
-        if (
-            type(func) is FunctionType
-            and not func.__code__.co_flags & CO_COROUTINE
-            and "_is_coroutine_marker" not in func.__dict__
-        ):
-            return func
-        return super().ensure_sync(func)
-
-    def make_default_options_response(self) -> Response:
-        """204 with `Allow`: Flask's default is a 200 with an empty text/html body."""
-        response = super().make_default_options_response()
-        response.status_code = 204
-        del response.headers["Content-Type"]
-        return response
-
-
-def build_app(import_name: str, settings: Settings) -> Flask:
-    """Build a Flask app with every chassis part installed, ready for a service's own."""
-    # Logging first, so Flask finds a handler on the root and adds no handler of its own.
-    configure_logging(settings)
-
-    app = ChassisFlask(import_name)
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        MAX_CONTENT_LENGTH=settings.max_content_length,
-        # Unhandled errors become the 500 envelope in every environment (tests included),
-        # never a propagated exception or the debugger's HTML page.
-        PROPAGATE_EXCEPTIONS=False,
-        TESTING=settings.app_env == "test",
-    )
-    app.extensions["settings"] = settings
-    app.json = JSONProvider(app)
-    app.session_interface = CookieSessionInterface()
-
-    errors.init_app(app)
-    db.init_app(app, settings)
-    app.register_blueprint(health.bp)
-    # The API document and its page, written from every route when first asked for.
-    app.register_blueprint(openapi.bp)
-    app.register_blueprint(apidocs.bp)
-    # Only the `flask scheduler` commands: schedulers start per gunicorn worker (hooks in
-    # gunicorn.conf.py) or in `flask scheduler run`, never while the app is built.
-    app.cli.add_command(scheduler_cli)
-
-    # Middleware, innermost first. ProxyFix rewrites the environ for Flask (only when some
-    # proxy is trusted: with every count 0 it would change nothing). The tracing span
-    # (TRACING_ENABLED) covers both, inside the tracking id so that it can record it. The
-    # tracking id wraps everything, so even a failure in ProxyFix or Flask itself answers
-    # with the header.
-    hops = {
-        "x_for": settings.proxy_fix_x_for,
-        "x_proto": settings.proxy_fix_x_proto,
-        "x_host": settings.proxy_fix_x_host,
-        "x_port": settings.proxy_fix_x_port,
-        "x_prefix": settings.proxy_fix_x_prefix,
-    }
-    if any(hops.values()):
-        app.wsgi_app = ProxyFix(app.wsgi_app, **hops)  # type: ignore[method-assign]
-    if settings.tracing_enabled:
-        from chassis import tracing  # the optional `tracing` extra, imported only when on
-
-        tracing.init_app(app)
-    app.wsgi_app = TrackingIdMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, header=settings.tracking_id_header
-    )
-    # Outside it all, the request metrics (every answer counted, a failure of the tracking
-    # id's included) and the metrics listener (METRICS_BIND), answered before anything else.
-    metrics.init_app(app, settings)
-
-    if settings.uses_development_secret:
-        log.warning(
-            "SECRET_KEY is not set: using the fixed development key (APP_ENV=%s)", settings.app_env
-        )
-    return app
+        return build_app
+    raise AttributeError(f"module 'chassis' has no attribute {name!r}")

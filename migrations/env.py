@@ -17,9 +17,9 @@ from sqlalchemy import text
 
 import app  # noqa: F401  the service's models, so Base.metadata holds their tables
 import chassis.scheduler.models  # noqa: F401  the chassis's own tables
-from chassis.db import build_engine
-from chassis.log import configure_logging
-from chassis.models import Base, UTCDateTime
+from chassis.database.engine import build_engine
+from chassis.database.models import Base, UTCDateTime
+from chassis.observability.log import configure_logging
 from chassis.settings import Settings, current_settings, read_or_exit
 
 # Any fixed 64-bit number, the same in every replica: the key of the migration lock.

@@ -27,7 +27,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import create_app
-from chassis.db import Database
+from chassis.database.sessions import Database
 from chassis.settings import Settings
 from tests.apps import records
 from tests.deploy.compose_stack import Stack, running_stack

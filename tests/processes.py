@@ -103,7 +103,7 @@ GUNICORN_CONF_NAMES = (
 # pool variables it may have set, and the CPU count its worker defaults were computed from.
 RESOLVE = f"""
 import json, os, runpy
-from chassis.gunicorn import available_cpus
+from chassis.serving.hooks import available_cpus
 conf = runpy.run_path("gunicorn.conf.py")
 resolved = {{name: conf[name] for name in {GUNICORN_CONF_NAMES!r}}}
 resolved["cpus"] = available_cpus()

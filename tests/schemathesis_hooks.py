@@ -10,8 +10,8 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
-from chassis.responses import envelope_body
-from chassis.tracking import _VALID_ID
+from chassis.observability.tracking import _VALID_ID
+from chassis.web.envelope import envelope_body
 
 ENVELOPE_KEYS = list(envelope_body(200, "", None, ""))
 TRACKING_HEADER = "x-tracking-id"  # schemathesis lower-cases header names

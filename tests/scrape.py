@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chassis.metric_files import collecting_registry
+from chassis.observability.metric_files import collecting_registry
 from tests.processes import get
 
 # One time series: its sample name and its labels, sorted.

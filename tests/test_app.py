@@ -10,7 +10,7 @@ import pytest
 from flask import Flask, request, url_for
 from flask.typing import ResponseReturnValue
 
-from chassis.responses import ok
+from chassis.web.responses import ok
 from tests.conftest import AppFactory, LogReader
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -113,7 +113,7 @@ def test_an_older_project_updates_to_head_keeping_its_owners_change(
     ]
     assert conflicted == []
     assert (project / "app" / "jobs.py").read_text().endswith(USER_LINE)
-    for name in ("chassis/settings.py", "gunicorn.conf.py", "README.md", "Makefile"):
+    for name in ("chassis/settings/declarations.py", "gunicorn.conf.py", "README.md", "Makefile"):
         shipped = run(template, "git", "show", f"HEAD:{name}").stdout
         target = Path(rewrite(name, OLD, NAME, PROJECT))
         assert (project / target).read_text() == rewrite(shipped, OLD, NAME, PROJECT), name

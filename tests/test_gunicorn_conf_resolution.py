@@ -44,7 +44,7 @@ def test_empty_environment_resolves_to_the_documented_defaults() -> None:
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "accesslog": "-",
         "errorlog": "-",
-        "logger_class": "chassis.gunicorn.StructuredLogger",
+        "logger_class": "chassis.serving.hooks.StructuredLogger",
         "control_socket_disable": True,
     }
 
@@ -60,7 +60,10 @@ def test_empty_environment_resolves_to_the_documented_defaults() -> None:
         ),
         pytest.param(
             {"GUNICORN_WORKER_CLASS": "gevent", "GUNICORN_WORKER_CONNECTIONS": "20"},
-            {"worker_class": "chassis.gevent_worker.GeventWorker", "worker_connections": 20},
+            {
+                "worker_class": "chassis.serving.gevent_worker.GeventWorker",
+                "worker_connections": 20,
+            },
             id="gevent-worker-connections",
         ),
         pytest.param(

@@ -17,7 +17,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from chassis.models import Base
+from chassis.database.models import Base
 from chassis.settings import Settings
 from tests.conftest import AppFactory
 from tests.postgres import PostgresServer

@@ -12,10 +12,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from chassis.db import get_db
+from chassis.database.sessions import get_db
 from chassis.scheduler.models import JobRun
 from chassis.scheduler.runner import Scheduler, load_registry
-from chassis.settings import Settings
+from chassis.settings import get_settings
 
 cli = AppGroup("scheduler", help="Scheduled jobs (app/jobs.py).")
 
@@ -31,7 +31,7 @@ cli = AppGroup("scheduler", help="Scheduled jobs (app/jobs.py).")
 def run(shutdown_wait: float) -> None:
     """Run the jobs in this process until SIGTERM or Ctrl-C (instead of in gunicorn)."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    settings: Settings = app.extensions["settings"]
+    settings = get_settings(app)
     scheduler = Scheduler(app, load_registry(settings))
 
     def stop(signum: int, _: FrameType | None) -> None:

@@ -6,7 +6,7 @@ renewals wait, fail, and lose its runs to other processes while its jobs still r
 on a small pool of their own (SCHEDULER_DB_POOL_SIZE) for the same reason, and so that on
 SQLite, whose request pool is a single connection, a long job leaves that one to requests.
 
-Both are built by `chassis.db.build_engine` (same timeouts, closed connections refused at
+Both are built by `chassis.database.engine.build_engine` (same timeouts, closed connections refused at
 checkout, hidden parameters, SQLite pragmas) in the process that runs the scheduler, after gunicorn's fork.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from chassis.db import build_engine, sqlite_begin_immediate
+from chassis.database.engine import build_engine, sqlite_begin_immediate
+from chassis.observability.tracking import tracking_scope
 from chassis.settings import Settings
-from chassis.tracking import tracking_scope
 
 # A statement that only reads (anything else may write, and takes the write lock first).
 _READ_ONLY = re.compile(r"\s*SELECT\b", re.IGNORECASE)
@@ -41,7 +41,7 @@ def scheduler_sessions(settings: Settings, connections: int, wait: float) -> ses
 def lock_at_first_write(engine: Engine) -> None:
     """Begin SQLite transactions at their first write instead of their first statement.
 
-    The chassis begins every SQLite transaction with BEGIN IMMEDIATE (chassis/db.py), which
+    The chassis begins every SQLite transaction with BEGIN IMMEDIATE (chassis/database/sessions.py), which
     takes the database's one write lock at once: a job that reads and then works for a
     minute would hold it all along, and every request (each begins the same way) would wait
     for it, then fail. On these connections reads run outside a transaction, each seeing

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, DateTime, delete, event, func, select, type_coerce, update
 from sqlalchemy.orm import Session
 
-from chassis.models import UTCDateTime
+from chassis.database.models import UTCDateTime
+from chassis.database.upsert import dialect_insert
 from chassis.scheduler.models import JobRun
 from chassis.scheduler.registry import Job
-from chassis.upsert import dialect_insert
 
 NO_TIME = dt.timedelta()
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chassis.models import Base, UTCDateTime
+from chassis.database.models import Base, UTCDateTime
 
 
 class JobRun(Base):

@@ -3,7 +3,7 @@
 A loop thread (a greenlet under gevent, whose workers patch threading) claims due times,
 starts each claimed job in a thread of its own, renews the leases of running jobs, and
 takes over runs whose holder stopped renewing. gunicorn starts one per worker after fork
-(chassis/gunicorn.py, never in the master); `flask scheduler run` runs one in the foreground.
+(chassis/serving/hooks.py, never in the master); `flask scheduler run` runs one in the foreground.
 
 None of it uses the request pool: the loop keeps one connection of its own and jobs a small
 pool (chassis/scheduler/connections.py), so slow requests cannot make a lease expire. Each
@@ -28,13 +28,13 @@ from flask import Flask
 from sqlalchemy.orm import Session
 from werkzeug.utils import import_string
 
-from chassis.db import Database
-from chassis.metrics import current_metrics
+from chassis.database.sessions import Database
+from chassis.observability.metrics import current_metrics
+from chassis.observability.tracking import new_tracking_id, tracking_scope
 from chassis.scheduler import lease
 from chassis.scheduler.connections import scheduler_sessions, transaction
 from chassis.scheduler.registry import Job, Registry, Run
-from chassis.settings import Settings
-from chassis.tracking import new_tracking_id, tracking_scope
+from chassis.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Scheduler:
         self.app = app
         self.registry = registry
         self.db: Database = app.extensions["db"]
-        settings: Settings = app.extensions["settings"]
+        settings = get_settings(app)
         # One connection for the loop's own statements (one at a time), a pool for jobs.
         self._leases = scheduler_sessions(settings, 1, settings.db_pool_timeout)
         self._jobs = scheduler_sessions(

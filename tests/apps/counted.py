@@ -11,7 +11,7 @@ from flask import Response
 from prometheus_client import Counter
 
 from app import create_app
-from chassis.responses import ok
+from chassis.web.responses import ok
 
 ORDERS = Counter("test_orders", "Orders taken: a metric of the service's own.")
 

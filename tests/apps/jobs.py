@@ -16,7 +16,7 @@ import time
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func, insert, text
 
-from chassis.models import UTCDateTime
+from chassis.database.models import UTCDateTime
 from chassis.scheduler import Registry, Run
 
 ticks = Registry()

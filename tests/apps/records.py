@@ -9,7 +9,7 @@ the tests create it themselves with `create_tables`.
     POST /test/records                  {"name", "quantity"?, "note"?}: 201, 409 if taken
     PUT  /test/records/by-name/<name>   {"quantity": n}: 201 created, 200 updated (an upsert)
 
-Each view declares its input and answers as the example's do (chassis/operations.py), so
+Each view declares its input and answers as the example's do (chassis/web/operations.py), so
 the chassis's tests of /openapi.json have a resource to read. Its input rules are the example's: hostile-request tests (tests/test_hostile_corpus.py) send
 it what PostgreSQL would refuse with a 500 (NUL characters, numbers past INTEGER, names past
 VARCHAR(100)), and each of those is a 400 here.
@@ -25,12 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import CheckConstraint, Integer, MetaData, String, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from chassis.db import get_session
-from chassis.models import NAMING_CONVENTION, UTCDateTime, utcnow
-from chassis.operations import IntParam, TextParam, operation
-from chassis.responses import created, ok
-from chassis.upsert import upsert
-from chassis.validation import MAX_INT, Text
+from chassis.database.models import NAMING_CONVENTION, UTCDateTime, utcnow
+from chassis.database.sessions import get_session
+from chassis.database.upsert import upsert
+from chassis.web.operations import IntParam, TextParam, operation
+from chassis.web.responses import created, ok
+from chassis.web.validation import MAX_INT, Text
 
 # The columns' limits (String(100), String(1000), INTEGER >= 0), checked before the database.
 Name = Annotated[Text, Field(min_length=1, max_length=100)]

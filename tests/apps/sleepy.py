@@ -10,13 +10,13 @@ import logging
 import os
 import time
 
-from flask import Response, current_app, request
+from flask import Response, request
 from sqlalchemy import QueuePool, text
 
 from app import create_app
-from chassis.db import get_db, get_session
-from chassis.responses import ok
-from chassis.settings import current_settings
+from chassis.database.sessions import get_db, get_session
+from chassis.settings import current_settings, get_settings
+from chassis.web.responses import ok
 from tests.apps import records
 
 app = create_app()
@@ -61,7 +61,7 @@ def pool() -> Response:
         {
             "size": engine_pool.size(),
             "overflow": engine_pool._max_overflow,
-            "settings_read_once": current_app.extensions["settings"] is current_settings(),
+            "settings_read_once": get_settings() is current_settings(),
             "environ": {name: os.environ.get(name) for name in POOL_VARIABLES},
         }
     )

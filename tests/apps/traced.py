@@ -21,7 +21,7 @@ import time
 
 from flask import Response
 
-from chassis.responses import ok
+from chassis.web.responses import ok
 from tests.apps.sleepy import app
 
 log = logging.getLogger("tests.traced")

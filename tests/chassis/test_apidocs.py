@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from chassis.apidocs import ASSETS, VERSION
+from chassis.web.apidocs import ASSETS, VERSION
 from tests.processes import Gunicorn, base_env, get
 from tests.support import programs
 

@@ -1,4 +1,4 @@
-"""chassis/cookies.py: cookie sessions still work, and requests without a cookie skip the
+"""chassis/web/cookies.py: cookie sessions still work, and requests without a cookie skip the
 signing work (the reason the interface exists)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from flask import Flask, session
 from flask.typing import ResponseReturnValue
 
-from chassis.responses import ok
+from chassis.web.responses import ok
 
 
 def test_session_round_trips_through_the_signed_cookie(app: Flask) -> None:

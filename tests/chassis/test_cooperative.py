@@ -1,4 +1,4 @@
-"""chassis/cooperative.py: under gevent, connecting to a server that never answers gives up
+"""chassis/serving/cooperative.py: under gevent, connecting to a server that never answers gives up
 after the connect timeout, while other greenlets keep running; queries still work.
 
 Real gevent, real libpq, in a subprocess (monkey patching is for the whole process). The
@@ -22,7 +22,7 @@ CONNECT = """
 from gevent import monkey; monkey.patch_all()
 import json, sys, time
 import gevent, psycopg2
-from chassis.cooperative import patch_psycopg
+from chassis.serving.cooperative import patch_psycopg
 
 patch_psycopg(connect_timeout=2)
 ticks = []

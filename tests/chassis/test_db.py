@@ -21,8 +21,8 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
 
-from chassis.db import Database
-from chassis.models import utcnow
+from chassis.database.models import utcnow
+from chassis.database.sessions import Database
 from tests.apps.records import Record, create_tables
 from tests.conftest import AppFactory, LogReader
 from tests.postgres import PostgresServer

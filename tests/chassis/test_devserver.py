@@ -1,4 +1,4 @@
-"""`chassis/devserver.py` as `make dev` runs it: werkzeug's reloader and server as real
+"""`chassis/serving/devserver.py` as `make dev` runs it: werkzeug's reloader and server as real
 processes, the envelope and tracking id, reloads after a change, loopback only, and the 500
 envelope (never HTML) for an unhandled error or a module that fails to import.
 
@@ -20,14 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from chassis.devserver import LOAD_FAILED, is_loopback
+from chassis.serving.devserver import LOAD_FAILED, is_loopback
 from tests.processes import PROBE, ROOT, base_env, free_port, get, wait_until
+from tests.support.answers import ENVELOPE_HEADERS, header_names
 
 # A throwaway module under tmp_path (on PYTHONPATH, so the reloader watches it): the kit's
 # app with a route that reports VERSION, to see new code served, and one that fails.
 PROBE_APP = """\
 from app import create_app
-from chassis.responses import ok
+from chassis.web.responses import ok
 
 app = create_app()
 VERSION = {version!r}
@@ -47,7 +48,7 @@ PROBE_MODULE = "devserver_probe"
 
 @dataclass
 class DevServer:
-    """`python -m chassis.devserver [args]` on a free loopback port, in a session of its own
+    """`python -m chassis.serving.devserver [args]` on a free loopback port, in a session of its own
     so that the reloader's process and the serving one are stopped together."""
 
     tmp_path: Path
@@ -62,7 +63,7 @@ class DevServer:
             DATABASE_URL=f"sqlite:///{self.tmp_path / 'app.db'}",
             PYTHONPATH=str(self.tmp_path),
         )
-        cmd = [sys.executable, "-m", "chassis.devserver", *self.args]
+        cmd = [sys.executable, "-m", "chassis.serving.devserver", *self.args]
         with (self.tmp_path / "output.log").open("wb") as out:
             self.proc = subprocess.Popen(
                 cmd, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
@@ -207,6 +208,8 @@ def test_a_module_that_fails_to_import_answers_500_until_fixed(
     server = serve(f"{PROBE_MODULE}:app")
     status, headers, body = get(server.port, "/test/version", {"X-Tracking-ID": "broken-1"})
     assert (status, headers["Content-Type"]) == (500, "application/json")
+    # The envelope's own writer: the headers of every app answer (tests/chassis/test_envelope.py).
+    assert header_names(headers) == ENVELOPE_HEADERS
     assert json.loads(body) == {
         "code": 500,
         "msg": LOAD_FAILED,
@@ -240,7 +243,7 @@ def test_an_address_off_loopback_is_refused_in_one_line(tmp_path: Path, bind: st
     """Anything but loopback exits 1 before binding, with one line naming GUNICORN_BIND."""
     host = bind.rpartition(":")[0].strip("[]")
     result = subprocess.run(
-        [sys.executable, "-m", "chassis.devserver"],
+        [sys.executable, "-m", "chassis.serving.devserver"],
         cwd=ROOT,
         env=base_env(GUNICORN_BIND=bind, DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"),
         capture_output=True,

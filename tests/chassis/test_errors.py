@@ -7,7 +7,7 @@ from flask import Flask, abort, request
 from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 
-from chassis.responses import ok
+from chassis.web.responses import ok
 from tests.conftest import LogReader
 
 HEADER = "X-Tracking-ID"

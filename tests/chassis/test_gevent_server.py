@@ -1,4 +1,4 @@
-"""`chassis/gevent_server.py` as a real process: the envelope, a database round trip,
+"""`chassis/serving/gevent_server.py` as a real process: the envelope, a database round trip,
 concurrent slow requests in one process, cooperative PostgreSQL waits, graceful and bounded
 stops, idle connections closed, and the access log fields of gunicorn's.
 
@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from chassis.gevent_server import STOPPED_MID_REQUEST, listen_address
+from chassis.serving.gevent_server import STOPPED_MID_REQUEST, listen_address
 from tests.apps import records
 from tests.processes import (
     PROBE,
@@ -35,6 +35,7 @@ from tests.processes import (
     request,
     wait_until,
 )
+from tests.support.answers import ENVELOPE_HEADERS, header_names
 
 SLEEPY = "tests.apps.sleepy:app"
 T = TypeVar("T")
@@ -42,7 +43,7 @@ T = TypeVar("T")
 
 @dataclass
 class GeventServer:
-    """`python -m chassis.gevent_server [app]` on a free loopback port, as `make serve-gevent`
+    """`python -m chassis.serving.gevent_server [app]` on a free loopback port, as `make serve-gevent`
     runs it."""
 
     log_dir: Path
@@ -54,7 +55,7 @@ class GeventServer:
     def start(self, timeout: float = 20) -> GeventServer:
         """Start the server and return once /healthz answers 200."""
         env = {"GUNICORN_BIND": f"127.0.0.1:{self.port}", **self.env}
-        cmd = [sys.executable, "-m", "chassis.gevent_server", *self.args]
+        cmd = [sys.executable, "-m", "chassis.serving.gevent_server", *self.args]
         # Files, not pipes: a chatty server can never block on a full pipe.
         with (
             (self.log_dir / "stdout.log").open("wb") as out,
@@ -264,6 +265,8 @@ def test_a_request_past_the_graceful_timeout_is_cut_off(
     assert not isinstance(answer, Exception), answer
     status, answer_headers, body = answer
     assert (status, answer_headers["X-Tracking-ID"]) == (503, "cut-1")
+    # The envelope's own writer: the headers of every app answer (tests/chassis/test_envelope.py).
+    assert header_names(answer_headers) == ENVELOPE_HEADERS
     assert json.loads(body) == {
         "code": 503,
         "msg": STOPPED_MID_REQUEST,

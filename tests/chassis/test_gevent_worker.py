@@ -1,4 +1,4 @@
-"""chassis/gevent_worker.py under real gunicorn, alone and behind real nginx with upstream
+"""chassis/serving/gevent_worker.py under real gunicorn, alone and behind real nginx with upstream
 keepalive: an idle keep-alive connection never holds a stopping worker for the graceful
 timeout, on SIGTERM, on a HUP reload under load, or on a max_requests recycle under load.
 

@@ -1,4 +1,4 @@
-"""The CPU count gunicorn's defaults come from (`chassis/gunicorn.py`), and how
+"""The CPU count gunicorn's defaults come from (`chassis/serving/hooks.py`), and how
 `gunicorn.conf.py` reads its settings: defaults, parsing, and one-line exits on bad values
 (`chassis.settings.read_or_exit`)."""
 
@@ -19,7 +19,7 @@ def test_available_cpus_follows_the_cpu_affinity() -> None:
     (The container CPU quota is checked on a real engine: tests/deploy/test_compose.py.)"""
     code = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-        "from chassis.gunicorn import available_cpus; print(available_cpus())"
+        "from chassis.serving.hooks import available_cpus; print(available_cpus())"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

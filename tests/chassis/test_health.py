@@ -50,7 +50,7 @@ def test_failed_readiness_check_logs_under_the_requests_tracking_id(
         "database unavailable",
         "ready-1",
     )
-    warnings = [line for line in read_logs() if line["logger"] == "chassis.db"]
+    warnings = [line for line in read_logs() if line["logger"] == "chassis.database.sessions"]
     assert [(line["message"], line["tracking_id"]) for line in warnings] == [
         ("readiness check failed: OperationalError", "ready-1")
     ]

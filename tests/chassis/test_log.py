@@ -17,9 +17,9 @@ from flask import Flask, current_app
 from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 
-from chassis.log import build_formatter
-from chassis.responses import ok
-from chassis.tracking import NO_TRACKING_ID, tracking_scope
+from chassis.observability.log import build_formatter
+from chassis.observability.tracking import NO_TRACKING_ID, tracking_scope
+from chassis.web.responses import ok
 from tests.conftest import AppFactory, LogReader
 from tests.processes import ROOT
 

@@ -1,4 +1,4 @@
-"""chassis/metric_files.py on files written by prometheus_client itself, in this process: a dead
+"""chassis/observability/metric_files.py on files written by prometheus_client itself, in this process: a dead
 worker's counts are summed into the archive value by value, and a fold that finds a scrape
 reading waits for the next worker exit instead of holding up the master.
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
-from chassis.metric_files import LOCK_FILE, MetricFiles
+from chassis.observability.metric_files import LOCK_FILE, MetricFiles
 from tests.scrape import read_files, total, value
 
 # prometheus_client's file writer and key, untyped there.

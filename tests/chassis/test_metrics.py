@@ -1,4 +1,4 @@
-"""chassis/metrics.py and chassis/metric_files.py under real gunicorn: /metrics on a listener of
+"""chassis/observability/metrics.py and chassis/observability/metric_files.py under real gunicorn: /metrics on a listener of
 its own, and counts that stay exact over four workers of each class, whether a worker is
 killed or recycled, with the metrics directory holding a bounded number of files.
 
@@ -29,11 +29,11 @@ from flask import Flask, Response
 from prometheus_client.exposition import generate_latest
 from sqlalchemy import create_engine, func, select
 
-from chassis.metric_files import read_values
-from chassis.metrics import current_metrics, service_version
-from chassis.responses import ok
+from chassis.observability.metric_files import read_values
+from chassis.observability.metrics import current_metrics, service_version
 from chassis.scheduler.models import JobRun
 from chassis.settings import Settings, SettingsError
+from chassis.web.responses import ok
 from tests.conftest import AppFactory, migrate
 from tests.processes import (
     ROOT,

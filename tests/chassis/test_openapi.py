@@ -11,8 +11,9 @@ from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from chassis.openapi import envelope_schema
-from chassis.responses import envelope_body, ok
+from chassis.web.envelope import envelope_body
+from chassis.web.openapi import envelope_schema
+from chassis.web.responses import ok
 from tests.conftest import AppFactory
 
 COMMON = {"413", "429", "500"}

@@ -9,8 +9,8 @@ import pytest
 from flask import Blueprint, Flask, Response
 from pydantic import BaseModel, ConfigDict
 
-from chassis.operations import IntParam, TextParam, declaration, operation
-from chassis.responses import ok
+from chassis.web.operations import IntParam, TextParam, declaration, operation
+from chassis.web.responses import ok
 from tests.conftest import AppFactory
 
 

@@ -1,4 +1,4 @@
-"""chassis/probe.py run as Docker runs the image's HEALTHCHECK: a separate process
+"""chassis/serving/probe.py run as Docker runs the image's HEALTHCHECK: a separate process
 probing a real server on 127.0.0.1, answering with its exit status and one line."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from chassis.probe import DEFAULT_PORT, TIMEOUT_S
+from chassis.serving.probe import DEFAULT_PORT, TIMEOUT_S
 from chassis.settings import ServerSettings
 from tests.processes import ROOT, Gunicorn, base_env, free_port
 
@@ -30,10 +30,10 @@ def test_the_probe_defaults_to_the_declared_port() -> None:
 
 
 def healthcheck(port: int | str | None) -> subprocess.CompletedProcess[str]:
-    """Run `python chassis/probe.py` with PORT set to `port` (None: unset)."""
+    """Run `python -m chassis.serving.probe` with PORT set to `port` (None: unset)."""
     env = base_env() if port is None else base_env(PORT=str(port))
     return subprocess.run(
-        [sys.executable, "chassis/probe.py"],
+        [sys.executable, "-m", "chassis.serving.probe"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -149,10 +149,14 @@ def test_a_port_that_is_not_a_number_exits_1_naming_port() -> None:
 
 
 def test_health_check_imports_only_the_standard_library() -> None:
-    """Run as a file, the check never imports the app package, Flask or SQLAlchemy."""
+    """Run as the image runs it, the check imports no package of the kit's but its own, and
+    neither Flask, SQLAlchemy nor pydantic."""
     code = (
-        "import runpy, sys; runpy.run_path('chassis/probe.py', run_name='probe'); "
-        "print(sorted({'app', 'flask', 'sqlalchemy'} & set(sys.modules)))"
+        "import runpy, sys; runpy.run_module('chassis.serving.probe', run_name='probe'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'app', 'flask', 'sqlalchemy', 'pydantic', 'werkzeug'} "
+        "or m.startswith('chassis.') and m != 'chassis.serving.probe' "
+        "and m != 'chassis.serving'))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 
-from chassis.responses import created, error, ok
+from chassis.web.responses import created, error, ok
 
 HEADER = "X-Tracking-ID"
 

@@ -7,15 +7,8 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from chassis.settings import (
-    DEVELOPMENT_SECRET_KEY,
-    ENV_EXAMPLE,
-    README,
-    ServerSettings,
-    Settings,
-    SettingsError,
-    documented,
-)
+from chassis.settings import DEVELOPMENT_SECRET_KEY, ServerSettings, Settings, SettingsError
+from template.settings_docs import ENV_EXAMPLE, README, documented
 from tests.processes import ROOT
 
 # 64 hex digits, the shape `secrets.token_hex(32)` produces.

@@ -26,8 +26,8 @@ import pytest
 from flask import Flask
 from flask.typing import ResponseReturnValue
 
-from chassis.responses import ok
 from chassis.settings import Settings, SettingsError
+from chassis.web.responses import ok
 from tests.apps.spans import read_spans
 from tests.conftest import AppFactory, LogReader
 from tests.processes import Gunicorn, base_env, get, request, wait_until

@@ -12,14 +12,14 @@ from flask import Flask, abort, g
 from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 
-from chassis.responses import ok
-from chassis.tracking import (
+from chassis.observability.tracking import (
     NO_TRACKING_ID,
     CloseHook,
     call_with_tracking_id,
     current_tracking_id,
     tracking_scope,
 )
+from chassis.web.responses import ok
 from tests.conftest import AppFactory, LogReader
 
 HEADER = "X-Tracking-ID"

@@ -15,8 +15,8 @@ from flask import Flask
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from chassis.models import utcnow
-from chassis.upsert import Where, upsert
+from chassis.database.models import utcnow
+from chassis.database.upsert import Where, upsert
 from tests.apps.records import Record
 
 # Seeded rows are an hour old, so "unchanged" never depends on two clock readings differing.

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from chassis.responses import envelope_body
 from chassis.settings import DEFAULT_MAX_CONTENT_LENGTH
+from chassis.web.envelope import envelope_body
 from tests.deploy.files import compose_services, yaml_documents
 from tests.processes import ROOT, resolve_gunicorn_conf
 
@@ -193,7 +193,7 @@ def test_proxy_fix_counts_match_the_headers_nginx_sets(deployment: str) -> None:
 
 def test_nginx_error_envelope_is_the_apps() -> None:
     """The body nginx writes for its own errors (nginx/kit/app.conf) is the envelope the app
-    and gunicorn write (chassis/responses.py), key for key, in the same order."""
+    and gunicorn write (chassis/web/responses.py), key for key, in the same order."""
     conf = (ROOT / "nginx" / "kit" / "app.conf").read_text()
     (template,) = re.findall(r"return 200 '(\{.*\})\\n';", conf)
     filled = (

@@ -206,7 +206,7 @@ def test_cpu_count_follows_the_container_cpu_limit(stack: Stack, limit: str, exp
     """The CPU count gunicorn sizes its workers by is the container's CPU limit (--cpus, a
     cgroup quota), never the host's CPUs, rounded down and at least one."""
     image = docker("inspect", "--format", "{{.Image}}", stack.container("app")).stdout.strip()
-    code = "from chassis.gunicorn import available_cpus; print(available_cpus())"
+    code = "from chassis.serving.hooks import available_cpus; print(available_cpus())"
     done = docker("run", "--rm", "--cpus", limit, "--entrypoint", "python", image, "-c", code)
     assert done.stdout.strip() == expected
 
@@ -269,7 +269,8 @@ def readiness_failures(stack: Stack) -> list[dict[str, Any]]:
     return [
         line
         for line in stack.logs("app")
-        if line["logger"] == "chassis.db" and line["message"].startswith("readiness check failed")
+        if line["logger"] == "chassis.database.sessions"
+        and line["message"].startswith("readiness check failed")
     ]
 
 
@@ -292,7 +293,7 @@ def test_database_down_gives_503_envelope_then_recovers(stack: Stack) -> None:
     )
     (nginx_line,) = lines_with(stack.logs("nginx"), tracking_id)
     assert nginx_line["status"] == 503
-    # The check's own thread (chassis/db.py, Database.is_ready) logs under the request's id.
+    # The check's own thread (chassis/database/sessions.py, Database.is_ready) logs under the request's id.
     (warning,) = readiness_failures(stack)[warned:]
     assert (warning["message"], warning["tracking_id"]) == (
         "readiness check failed: OperationalError",

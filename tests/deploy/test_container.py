@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from chassis.probe import TIMEOUT_S
+from chassis.serving.probe import TIMEOUT_S
 from tests.deploy.files import compose_services, yaml_file
 from tests.processes import ROOT, base_env
 from tests.support import programs
@@ -192,9 +192,9 @@ def test_runtime_environment_is_the_agreed_one() -> None:
 
 
 def test_health_check_is_the_kit_command_inside_dockers_timeout() -> None:
-    """HEALTHCHECK runs `python chassis/probe.py`, whose own timeout ends first."""
+    """HEALTHCHECK runs `python -m chassis.serving.probe`, whose own timeout ends first."""
     options, command = healthcheck_of()
-    assert command == ["python", "chassis/probe.py"]
+    assert command == ["python", "-m", "chassis.serving.probe"]
     assert seconds(options["timeout"]) > TIMEOUT_S
     assert set(options) >= {"interval", "timeout", "start-period", "retries"}
 

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from chassis.health import READINESS_TIMEOUT_S
-from chassis.responses import envelope_body
 from chassis.settings import ServerSettings, Settings, SettingsError, tcp_port
+from chassis.web.envelope import envelope_body
+from chassis.web.health import READINESS_TIMEOUT_S
 from tests.deploy.files import compose_services, yaml_documents, yaml_file
 from tests.nginx.test_kit_conf import ONE_MIB, send
 from tests.processes import ROOT, base_env, free_port

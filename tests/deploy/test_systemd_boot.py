@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from chassis.gunicorn import WORKER_CLASSES
+from chassis.serving.hooks import WORKER_CLASSES
 from tests.deploy.systemd_host import REQUEST, WORKER_PIDS, WORKERS, Host, sandbox_failures
 
 # `systemctl start kit`, then at once the first request.

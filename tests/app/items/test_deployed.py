@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from chassis.gunicorn import WORKER_CLASSES
+from chassis.serving.hooks import WORKER_CLASSES
 from tests.deploy.compose_stack import Stack, healthy, lines_with
 from tests.deploy.systemd_host import Host, sandbox_failures
 from tests.processes import ROOT, wait_until
@@ -116,7 +116,10 @@ def test_database_down_gives_503_envelope_on_a_data_request(stack: Stack) -> Non
     (nginx_line,) = lines_with(stack.logs("nginx"), tracking_id)
     assert nginx_line["status"] == 503
     app_lines = lines_with(stack.logs("app"), tracking_id)
-    assert [line["logger"] for line in app_lines] == ["chassis.db", "gunicorn.access"]
+    assert [line["logger"] for line in app_lines] == [
+        "chassis.web.errors",
+        "gunicorn.access",
+    ]
     assert app_lines[0]["message"].startswith("database unavailable")
     assert app_lines[1]["status"] == 503
     wait_until(healthy(stack, "db"), 60, "db not healthy")

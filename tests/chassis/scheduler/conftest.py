@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Row, create_engine, select
 
-from chassis.models import utcnow
+from chassis.database.models import utcnow
 from chassis.scheduler.models import JobRun
 from tests.conftest import migrate
 from tests.postgres import PostgresServer

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Row
 
-from chassis.models import utcnow
+from chassis.database.models import utcnow
 from tests.chassis.scheduler.conftest import (
     WORKER_CLASSES,
     Event,

@@ -18,8 +18,8 @@ from flask import Flask
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from chassis.db import Database
-from chassis.models import utcnow
+from chassis.database.models import utcnow
+from chassis.database.sessions import Database
 from chassis.scheduler import Job, LeaseLost, Run, lease
 from chassis.scheduler.models import JobRun
 from tests.apps.records import Record

@@ -20,8 +20,8 @@ from flask import Flask
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import OperationalError
 
-from chassis.db import get_session
-from chassis.models import utcnow
+from chassis.database.models import utcnow
+from chassis.database.sessions import get_session
 from chassis.scheduler import Registry, Run, Scheduler, lease
 from chassis.scheduler.models import JobRun
 from tests.apps.jobs import EFFECTS, create_effects_table

@@ -1,4 +1,4 @@
-"""gevent's own WSGI server, without gunicorn: `python -m chassis.gevent_server [module:app]`.
+"""gevent's own WSGI server, without gunicorn: `python -m chassis.serving.gevent_server [module:app]`.
 
 For an app that must live in one process (state kept in memory between requests) and still
 serve many requests at once. It patches the standard library for gevent before the app is
@@ -23,10 +23,9 @@ Limits, against gunicorn's gevent workers:
   `FORWARDED_ALLOW_IPS` (the app's ProxyFix still applies), `GUNICORN_CMD_ARGS`, gunicorn's
   hooks, and `SCHEDULER_ENABLED` (run `flask scheduler run` beside it).
 
-`import chassis` runs before the patching (Python imports a package before its module), as
-gunicorn's master imports it before its gevent workers patch. It starts no thread and opens
-no socket, and gevent finds no module holding an ssl class it would miss (it would warn; a
-test checks that it does not).
+What this module imports runs before the patching, as gunicorn's master imports the chassis
+before its gevent workers patch: it starts no thread and opens no socket, and gevent finds
+no module holding an ssl class it would miss (it would warn; a test checks that it does not).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +47,13 @@ from gevent.event import Event
 from gevent.pool import Pool
 from werkzeug.utils import import_string
 
-from chassis.cooperative import patch_psycopg
-from chassis.log import access_fields, configure_logging
-from chassis.responses import envelope_json
-from chassis.settings import Settings, current_settings, use_settings
-from chassis.tracking import ENVIRON_KEY, NO_TRACKING_ID, new_tracking_id
+from chassis.observability.log import access_fields, configure_logging
+from chassis.observability.tracking import ENVIRON_KEY, NO_TRACKING_ID, new_tracking_id
+from chassis.serving.cooperative import patch_psycopg
+from chassis.settings import Settings, current_settings, host_port, use_settings
+from chassis.web.envelope import error_answer
 
-log = logging.getLogger("chassis.gevent_server")  # not __main__ under -m
+log = logging.getLogger("chassis.serving.gevent_server")  # not __main__ under -m
 access_log = logging.getLogger("gevent.access")
 
 GUNICORN_CONF = "gunicorn.conf.py"
@@ -97,14 +95,12 @@ def listen_address(bind: str) -> tuple[str, int]:
 
     Only TCP: gunicorn's `unix:` and `fd://` binds exit with one line naming GUNICORN_BIND.
     """
-    host, _, port = bind.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    host = host[1:-1] if bracketed else host
-    if not host or not port.isdigit() or not 0 < int(port) < 65536 or (":" in host) != bracketed:
+    parsed = host_port(bind)
+    if parsed is None:
         raise SystemExit(
             f"configuration error: GUNICORN_BIND: must be HOST:PORT or [IPV6]:PORT (got {bind!r})"
         )
-    return host, int(port)
+    return parsed
 
 
 def warn_about_scheduler(settings: Settings) -> None:
@@ -153,19 +149,18 @@ class Handler(pywsgi.WSGIHandler):  # type: ignore[misc]
         if self.headers_sent:
             return  # part of the answer is out: closing the connection is all that is left
         code, msg = (503, STOPPED_MID_REQUEST) if cut_off else (500, "internal server error")
-        tracking_id = (self.environ or {}).get(ENVIRON_KEY) or new_tracking_id()
-        body = envelope_json(code, msg, None, tracking_id)
-        headers = [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            (self.server.tracking_header, tracking_id),
-        ]
+        answer = error_answer(
+            code,
+            msg,
+            tracking_header=self.server.tracking_header,
+            tracking_id=(self.environ or {}).get(ENVIRON_KEY) or new_tracking_id(),
+        )
         with contextlib.suppress(OSError):  # the client may be gone
-            self.start_response(f"{code} {HTTPStatus(code).phrase}", headers)
-            self.write(body)
+            self.start_response(answer.status, answer.headers)
+            self.write(answer.body)
 
     def log_request(self) -> None:
-        # The fields of gunicorn's access log (StructuredLogger.access in chassis/gunicorn.py);
+        # The fields of gunicorn's access log (StructuredLogger.access in chassis/serving/hooks.py);
         # a test checks that both lines carry the same keys.
         environ: dict[str, Any] = self.environ or {}
         duration_ms = round((self.time_finish - self.time_start) * 1000, 3)
@@ -214,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before the app and the libraries it opens sockets and threads with are imported.
     monkey.patch_all()
 
-    parser = argparse.ArgumentParser(prog="python -m chassis.gevent_server")
+    parser = argparse.ArgumentParser(prog="python -m chassis.serving.gevent_server")
     parser.add_argument("app", nargs="?", help="module:variable (default: gunicorn.conf.py's)")
     args = parser.parse_args(argv)
     conf = GunicornConf.load()
@@ -222,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     # Access lines at INFO whatever LOG_LEVEL is, as gunicorn's access log (its own logger) is.
     access_log.setLevel(logging.INFO)
     warn_about_scheduler(conf.settings)
-    # The same rule as a gunicorn gevent worker's (chassis/gunicorn.py, prepare_worker).
+    # The same rule as a gunicorn gevent worker's (chassis/serving/hooks.py, prepare_worker).
     use_settings(conf.settings.for_greenlets(conf.worker_connections))
     # psycopg2 waits for PostgreSQL inside C code, blocking every greenlet; a wait callback
-    # yields to the gevent hub instead (as in chassis/gunicorn.py's post_fork).
+    # yields to the gevent hub instead (as in chassis/serving/hooks.py's post_fork).
     patch_psycopg(conf.settings.db_connect_timeout)
 
     server = Server(conf, import_string(args.app or conf.wsgi_app))

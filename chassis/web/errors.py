@@ -9,15 +9,21 @@ See https://flask.palletsprojects.com/en/stable/errorhandling/#generic-exception
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask import Flask, Request, Response
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
-from chassis.responses import DuplicateKey, NestedTooDeeply, error
+from chassis.database.sessions import failure, get_db, redacted
+from chassis.observability.metrics import current_metrics
+from chassis.web.responses import DuplicateKey, NestedTooDeeply, error
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
+
+log = logging.getLogger(__name__)
 
 
 class JSONRequest(Request):
@@ -79,6 +85,26 @@ def handle_http_exception(exc: HTTPException) -> Response | HTTPException:
     return error(code, msg, headers)
 
 
+def handle_database_error(exc: sa_exc.SQLAlchemyError) -> Response:
+    """Roll back, then answer by what the database layer says the error means: 504 for a
+    query that ran out of time, 503 with Retry-After when the database is unreachable or
+    busy, 500 for anything else."""
+    get_db().remove_session()
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection within DB_POOL_TIMEOUT
+        current_metrics().pool_timeouts.inc()
+    logged = redacted(exc)
+    kind = failure(exc)
+    if kind == "timed_out":
+        # Retrying at once would run the same slow query again: no Retry-After.
+        log.warning("database query timed out: %s", type(exc).__name__, exc_info=logged)
+        return error(504, "database query timed out")
+    if kind == "unavailable":
+        log.warning("database unavailable: %s", type(exc).__name__, exc_info=logged)
+        return error(503, "database unavailable, retry shortly", {"Retry-After": "1"})
+    log.error("database error: %s", type(exc).__name__, exc_info=logged)
+    return error(500, "internal server error")
+
+
 def reject_oversized_body(limit: int | None, environ: WSGIEnvironment) -> None:
     """Answer 413 before the view runs when the declared body is over `limit` (called by
     `ChassisFlask.preprocess_request` with MAX_CONTENT_LENGTH, before every request hook).
@@ -95,3 +121,4 @@ def init_app(app: Flask) -> None:
     """Install the request class and the error handlers on `app`."""
     app.request_class = JSONRequest
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(sa_exc.SQLAlchemyError, handle_database_error)

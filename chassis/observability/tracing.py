@@ -1,6 +1,6 @@
 """OpenTelemetry tracing, with TRACING_ENABLED and the `tracing` extra: a server span per
 request that continues the caller's W3C trace, carries the tracking id, and whose ids every
-log line of the request carries (chassis/log.py).
+log line of the request carries (chassis/observability/log.py).
 
 Use it when a request crosses services and you want to follow it through them. Only
 OpenTelemetry's API is imported with this module; the app imports it only when tracing is
@@ -36,8 +36,8 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 from werkzeug.utils import ImportStringError, import_string
 from werkzeug.wsgi import ClosingIterator
 
+from chassis.observability.tracking import current_tracking_id
 from chassis.settings import Settings, SettingsError
-from chassis.tracking import current_tracking_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -4,33 +4,29 @@ values and why.
 Two declarations, read the same way (pydantic-settings): `Settings`, what the app reads, and
 `ServerSettings`, what `gunicorn.conf.py` reads. A field `db_pool_size` is the variable
 `DB_POOL_SIZE`; its `description` is the reason, and `.env.example` and the README's table
-are written from these fields (`make settings-docs`; a test fails when they disagree).
-
-A process reads its settings once: `current_settings()` reads the environment the first
-time and hands out that same object after. A gunicorn worker inherits the master's, and
-under gevent sizes the pool for its greenlets (`for_greenlets`) before the app is built;
-nothing is passed through `os.environ`. Tests build `Settings(...)` or
-`Settings.from_env({...})`, which never read the process environment.
+are written from these fields (`make settings-docs`, template/settings_docs.py; a test fails
+when they disagree). Tests build `Settings(...)` or `Settings.from_env({...})`, which never
+read the process environment.
 
 A bad value raises `SettingsError`, whose one-line message names the variable and what it
-accepts; the entry points turn it into a clean exit, not a traceback.
+accepts; the entry points turn it into a clean exit, not a traceback (`read_or_exit`).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import re
-import textwrap
-import types
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, Self, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal
 
-from pydantic import Field, JsonValue, ValidationError, ValidationInfo, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
-from pydantic_settings.sources import PydanticBaseSettingsSource
+from pydantic import ValidationInfo, field_validator
+
+from chassis.settings.declaring import Declared, setting
+from chassis.settings.parsers import (
+    HEADER_NAME,
+    IMPORT_PATH,
+    choice,
+    installed,
+    normalise_database_url,
+    tcp_port,
+)
 
 AppEnv = Literal["development", "production", "test"]
 LogFormat = Literal["json", "text"]
@@ -66,134 +62,8 @@ GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_hex(32))'"  # 
 # nginx's client_max_body_size (nginx/) must be at least this; a test checks they agree.
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
-_T = TypeVar("_T")
 
-# RFC 9110 token characters: what a header name may hold.
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# What names a callable to import: `package.module:attribute`.
-_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
-
-
-class SettingsError(ValueError):
-    """A configuration value is missing or invalid; the message names the variable."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"{name}: {problem}")
-        self.name = name
-
-
-def read_or_exit(read: Callable[[], _T]) -> _T:
-    """Run `read` (an entry point reading its settings); a bad value exits with one line,
-    `configuration error: NAME: ...`, and status 1, not a traceback."""
-    try:
-        return read()
-    except SettingsError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
-
-
-def setting(
-    default: Any, why: str, *, shown: str | None = None, accepts: str | None = None, **rules: Any
-) -> Any:
-    """Declare one variable: its default, why it is what it is, and its bounds (`ge`...).
-
-    `shown` is the default as the documentation states it, when the value in code (None,
-    or one worked out from other settings) would not say it; `accepts` says what a text
-    value may be (the type and bounds say it for the rest)."""
-    extra: dict[str, JsonValue] = {
-        key: value for key, value in (("shown", shown), ("accepts", accepts)) if value
-    }
-    return Field(default, description=" ".join(why.split()), json_schema_extra=extra, **rules)
-
-
-class _Declared(BaseSettings):
-    """Read from an environment mapping by pydantic-settings' own environment source:
-    names case-insensitive, an empty value means the default."""
-
-    model_config = SettingsConfigDict(
-        frozen=True,
-        case_sensitive=False,
-        env_ignore_empty=True,
-        # Surrounding space is a copy-paste accident, never meant: " 8 " is 8.
-        str_strip_whitespace=True,
-        validate_default=True,
-    )
-
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise _first_error(exc) from None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Only what the caller passes: `from_env` reads the environment it is given, so a
-        # test's Settings(...) never picks up the test runner's own variables.
-        return (init_settings,)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
-        """Read and validate from `environ` (default: `os.environ`)."""
-        source = EnvSettingsSource(cls, case_sensitive=False, env_ignore_empty=True)
-        # The source reads os.environ when built; it reads `environ` instead, keys lowered
-        # as its case-insensitive lookup expects, blank values left out (as empty ones are).
-        source.env_vars = {
-            name.lower(): value
-            for name, value in (os.environ if environ is None else environ).items()
-            if value.strip()
-        }
-        return cls(**source())
-
-    @classmethod
-    def variables(cls) -> Iterator[tuple[str, FieldInfo]]:
-        """(NAME, declaration) for each variable, in declaration order."""
-        for name, field in cls.model_fields.items():
-            yield name.upper(), field
-
-
-def _first_error(exc: ValidationError) -> SettingsError:
-    """The first problem, as today's one line: `NAME: must be ... (got ...)`."""
-    error = exc.errors(include_url=False)[0]
-    name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
-    kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
-    if kind == "value_error":  # our own validators: their message says it all
-        return SettingsError(name, str(ctx.get("error", error["msg"])))
-    problem = {
-        "int_parsing": "must be a whole number",
-        "int_from_float": "must be a whole number",
-        "float_parsing": "must be a number",
-        "finite_number": "must be a finite number",
-        "bool_parsing": "must be one of 1, true, yes, on, 0, false, no, off",
-        "greater_than_equal": f"must be at least {ctx.get('ge')}",
-        "less_than_equal": f"must be at most {ctx.get('le')}",
-        "literal_error": "must be one of "
-        + str(ctx.get("expected", "")).replace(" or ", ", ").replace("'", ""),
-    }.get(kind, error["msg"][:1].lower() + error["msg"][1:])
-    return SettingsError(name, f"{problem} (got {given!r})")
-
-
-def _installed(module: str) -> bool:
-    """Whether `module` can be imported (without importing it; its parents are imported)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a parent package is missing
-        return False
-
-
-def _choice(value: Any, *, upper: bool = False) -> Any:
-    """Choices are case-insensitive: `LOG_LEVEL=debug` is DEBUG, `APP_ENV=Test` is test."""
-    if isinstance(value, str):
-        return value.strip().upper() if upper else value.strip().lower()
-    return value
-
-
-class Settings(_Declared):
+class Settings(Declared):
     """What the application reads from its environment."""
 
     app_env: AppEnv = setting(
@@ -341,12 +211,12 @@ class Settings(_Declared):
     @field_validator("app_env", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
-        return _choice(value)
+        return choice(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
-        return _choice(value, upper=True)
+        return choice(value, upper=True)
 
     @field_validator("secret_key")
     @classmethod
@@ -377,12 +247,12 @@ class Settings(_Declared):
     def _log_format(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
             return "text" if info.data.get("app_env") == "development" else "json"
-        return _choice(value)
+        return choice(value)
 
     @field_validator("tracking_id_header")
     @classmethod
     def _header_name(cls, value: str) -> str:
-        if not _HEADER_NAME.fullmatch(value):
+        if not HEADER_NAME.fullmatch(value):
             raise ValueError("must be a valid HTTP header name")
         return value
 
@@ -400,15 +270,15 @@ class Settings(_Declared):
 
     @field_validator("tracing_enabled")
     @classmethod
-    def _tracing_installed(cls, value: bool) -> bool:
-        if value and not _installed("opentelemetry.sdk"):
+    def _tracinginstalled(cls, value: bool) -> bool:
+        if value and not installed("opentelemetry.sdk"):
             raise ValueError("needs the tracing extra: uv sync --extra tracing (README: Tracing)")
         return value
 
     @field_validator("tracing_exporter")
     @classmethod
     def _exporter(cls, value: str) -> str:
-        if value != "console" and not _IMPORT_PATH.fullmatch(value):
+        if value != "console" and not IMPORT_PATH.fullmatch(value):
             raise ValueError(f"must be console or module:attribute (got {value!r})")
         return value
 
@@ -425,7 +295,7 @@ class Settings(_Declared):
         return self.model_copy(update=unset)
 
 
-class ServerSettings(_Declared):
+class ServerSettings(Declared):
     """What `gunicorn.conf.py` reads; the comments there say how each is used."""
 
     gunicorn_worker_class: WorkerClass = setting(
@@ -515,188 +385,9 @@ class ServerSettings(_Declared):
     @field_validator("gunicorn_worker_class", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
-        return _choice(value)
+        return choice(value)
 
     @property
     def bind(self) -> str:
         """Where gunicorn listens."""
         return self.gunicorn_bind or f"127.0.0.1:{self.port}"
-
-
-# Read by other programs, not by the service; listed in the documentation beside the rest.
-# Each: (what it accepts, why).
-OTHER_VARIABLES = {
-    "GUNICORN_CMD_ARGS": (
-        "gunicorn flags",
-        "Extra gunicorn command-line flags; applied after gunicorn.conf.py, so they win.",
-    ),
-    "OTEL_SERVICE_NAME": (
-        "any text",
-        "With TRACING_ENABLED, the service name on every span; OpenTelemetry's SDK reads it "
-        "and its other OTEL_ variables (sampler, batching, an OTLP exporter's endpoint).",
-    ),
-}
-
-
-def tcp_port(bind: str) -> int | None:
-    """The port of a gunicorn bind `HOST:PORT` or `[IPV6]:PORT`; None for anything else
-    (`unix:PATH`, `fd://N`, a missing or out-of-range port)."""
-    host, _, port = bind.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    if not host or (":" in host) != bracketed:
-        return None
-    return int(port) if port.isdigit() and 0 < int(port) < 65536 else None
-
-
-def normalise_database_url(raw: str) -> str:
-    """Return `raw` with an explicit driver: `postgres://` and `postgresql://` use psycopg2.
-
-    Raises ValueError for anything but a PostgreSQL or SQLite URL, naming only its scheme
-    (never the credentials)."""
-    scheme, sep, rest = raw.strip().partition("://")
-    if not sep:
-        raise ValueError("must be a URL such as postgresql://user@host/db")
-    if scheme in {"postgres", "postgresql", "postgresql+psycopg2"}:
-        return f"postgresql+psycopg2://{rest}"
-    if scheme in {"sqlite", "sqlite+pysqlite"}:
-        if rest in {"", "/", "/:memory:"}:
-            # Every pooled connection would open its own, empty, in-memory database.
-            raise ValueError("must name a SQLite file, not :memory:")
-        return f"sqlite://{rest}"
-    raise ValueError(f"must start with postgresql:// or sqlite:// (got {scheme}://)")
-
-
-# --- One set of settings per process -------------------------------------------------------
-
-_current: Settings | None = None
-
-
-def current_settings() -> Settings:
-    """This process's settings: read from the environment the first time, then the same."""
-    global _current
-    if _current is None:
-        _current = Settings.from_env()
-    return _current
-
-
-def use_settings(settings: Settings) -> None:
-    """Make `settings` this process's (a gevent worker's pool size, before the app loads)."""
-    global _current
-    _current = settings
-
-
-# --- The documentation written from the declarations --------------------------------------
-
-
-def accepted(field: FieldInfo) -> str:
-    """The values a field accepts, in words."""
-    said = _extra(field, "accepts")
-    if said is not None:
-        return said
-    kind = field.annotation
-    if get_origin(kind) in {Union, types.UnionType}:
-        kind = next(arg for arg in get_args(kind) if arg is not type(None))
-    if get_origin(kind) is Literal:
-        return ", ".join(str(arg) for arg in get_args(kind))
-    if kind is bool:
-        return "true, false"
-    bounds = {
-        name: getattr(rule, name)
-        for rule in field.metadata
-        for name in ("ge", "le")
-        if getattr(rule, name, None) is not None
-    }
-    noun = "whole number" if kind is int else "number" if kind is float else "any text"
-    if "le" in bounds:
-        return f"{noun} from {bounds['ge']} to {bounds['le']}"
-    return f"{noun} >= {bounds['ge']}" if "ge" in bounds else noun
-
-
-def _extra(field: FieldInfo, key: str) -> str | None:
-    extra = field.json_schema_extra
-    return str(extra[key]) if isinstance(extra, dict) and key in extra else None
-
-
-def _plain(value: Any) -> str:
-    """A default as it is written in an environment file."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def shown_default(field: FieldInfo) -> str:
-    """The default as the documentation states it."""
-    shown = _extra(field, "shown")
-    if shown is not None:
-        return shown
-    if field.default is PydanticUndefined or field.default is None:
-        return ""
-    return _plain(field.default)
-
-
-def env_example() -> str:
-    """The settings part of `.env.example`: each variable commented out at its default."""
-    lines: list[str] = []
-    sections: tuple[tuple[str, type[_Declared]], ...] = (
-        ("Application (chassis/settings.py: Settings)", Settings),
-        ("gunicorn (gunicorn.conf.py; chassis/settings.py: ServerSettings)", ServerSettings),
-    )
-    for title, declared in sections:
-        lines += ["", f"# --- {title} ".ljust(92, "-")]
-        for name, field in declared.variables():
-            why = f"{accepted(field)}. {field.description}"
-            if _extra(field, "shown") is not None:
-                why += f" Default: {shown_default(field)}."
-            lines += ["", *textwrap.wrap(why, 90, initial_indent="# ", subsequent_indent="# ")]
-            default = "" if field.default is None else _plain(field.default)
-            lines.append(f"# {name}={default}")
-    for name, (_, why) in OTHER_VARIABLES.items():
-        lines += ["", *textwrap.wrap(why, 90, initial_indent="# ", subsequent_indent="# ")]
-        lines.append(f"# {name}=")
-    return "\n".join(lines) + "\n"
-
-
-def readme_table() -> str:
-    """The README's table of variables."""
-    rows = ["| Variable | Default | Accepts | What it does |", "| --- | --- | --- | --- |"]
-    for declared in (Settings, ServerSettings):
-        for name, field in declared.variables():
-            default = shown_default(field)
-            if _extra(field, "shown") is None and default:
-                default = f"`{default}`"
-            why = str(field.description).split(". ")[0].removesuffix(".")
-            rows.append(f"| `{name}` | {default} | {accepted(field)} | {why} |")
-    for name, (accepts, why) in OTHER_VARIABLES.items():
-        rows.append(f"| `{name}` | | {accepts} | {why.split('; ')[0]} |")
-    return "\n".join(rows) + "\n"
-
-
-# `.env.example` keeps its head and its docker compose part; between them it is written here.
-ENV_EXAMPLE = ".env.example"
-ENV_EXAMPLE_TAIL = "# --- docker compose"
-README = "README.md"
-README_BEGIN = "<!-- settings: written from chassis/settings.py by `make settings-docs` -->"
-README_END = "<!-- /settings -->"
-
-
-def documented(env_example_text: str, readme_text: str) -> tuple[str, str]:
-    """Both files with their settings parts written from the declarations."""
-    head, _, rest = env_example_text.partition("\n\n# --- ")
-    tail = rest[rest.index(ENV_EXAMPLE_TAIL) :] if ENV_EXAMPLE_TAIL in rest else ""
-    env_text = f"{head}\n{env_example()}\n{tail}"
-    before, _, rest = readme_text.partition(README_BEGIN)
-    _, _, after = rest.partition(README_END)
-    readme = f"{before}{README_BEGIN}\n{readme_table()}{README_END}{after}"
-    return env_text, readme
-
-
-def write_docs() -> None:
-    """`make settings-docs`, from the project root: rewrite both files."""
-    from pathlib import Path
-
-    env_file, readme_file = Path(ENV_EXAMPLE), Path(README)
-    env_text, readme = documented(env_file.read_text(), readme_file.read_text())
-    env_file.write_text(env_text)
-    readme_file.write_text(readme)

@@ -20,7 +20,7 @@ socket says so, not a header) gets `/metrics` and nothing else; `/metrics` on th
 port is a 404 like any unknown path. nginx and the Kubernetes Service reach only the app's
 port, and the listener can be opened to the monitoring network alone.
 
-Under gunicorn the values live in files shared by the workers (chassis/metric_files.py), so
+Under gunicorn the values live in files shared by the workers (chassis/observability/metric_files.py), so
 a scrape sums every worker, and a dead one's counts stay. Metrics are built per process at
 first use, never at import: in the gunicorn master, which forks the workers, nothing is
 measured.
@@ -32,19 +32,16 @@ import os
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine, QueuePool, event
 
-from chassis import metric_files
-from chassis.responses import envelope_json
-from chassis.settings import Settings
-from chassis.tracking import CloseHook, new_tracking_id
+from chassis.observability import metric_files
+from chassis.observability.tracking import CloseHook
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -237,61 +234,6 @@ class RequestMetrics:
         return CloseHook(body, finish)
 
 
-# --- The listener ----------------------------------------------------------------------------
-
-
-class MetricsListener:
-    """WSGI middleware answering requests that arrived on the metrics listener's port with
-    the metrics (GET /metrics) or an error envelope; every other request goes to the app."""
-
-    def __init__(self, app: WSGIApplication, port: int, tracking_header: str) -> None:
-        self.app = app
-        self.port = port
-        self.tracking_header = tracking_header
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if arrival_port(environ) != self.port:
-            return self.app(environ, start_response)
-        if environ.get("PATH_INFO") != METRICS_PATH:
-            return self.error(start_response, 404, "not found")
-        if environ.get("REQUEST_METHOD") != "GET":
-            return self.error(start_response, 405, "method not allowed", ("Allow", "GET"))
-        # prometheus_client's own: the text format or OpenMetrics as the scraper asks,
-        # gzipped when it accepts it.
-        exposition: Callable[..., Iterable[bytes]] = make_wsgi_app(current_metrics().registry)
-        return exposition(environ, start_response)
-
-    def error(
-        self, start_response: StartResponse, code: int, msg: str, *headers: tuple[str, str]
-    ) -> Iterable[bytes]:
-        """The JSON envelope for `code`, written here: the listener never reaches Flask."""
-        tracking_id = new_tracking_id()
-        body = envelope_json(code, msg, None, tracking_id)
-        start_response(
-            f"{code} {msg.title()}",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-                (self.tracking_header, tracking_id),
-                *headers,
-            ],
-        )
-        return [body]
-
-
-def arrival_port(environ: WSGIEnvironment) -> int | None:
-    """The local port of the connection the request came on (gunicorn's socket), if TCP.
-
-    Not SERVER_PORT: behind a Unix socket gunicorn takes it from the Host header, and
-    ProxyFix rewrites it from X-Forwarded-Port."""
-    try:
-        local = environ["gunicorn.socket"].getsockname()
-    except (KeyError, AttributeError, OSError):
-        return None
-    return int(local[1]) if isinstance(local, tuple) else None
-
-
 # --- The database pool -----------------------------------------------------------------------
 
 
@@ -321,19 +263,3 @@ def watch_pool(engine: Engine) -> None:
 
     event.listen(engine, "checkout", checked_out)
     event.listen(engine, "checkin", checked_in)
-
-
-def init_app(app: Flask, settings: Settings) -> None:
-    """Measure the app's requests and its request pool, and answer the metrics listener.
-
-    Only where a listener serves them (METRICS_BIND): metrics nobody can read would cost
-    every request their counting (about 100 k instructions, bench/instructions.py)."""
-    port = settings.metrics_port
-    if port is None:
-        return
-    watch_pool(app.extensions["db"].engine)
-    # Outermost: the listener answers before anything of the app runs, and everything else
-    # is counted.
-    app.wsgi_app = MetricsListener(  # type: ignore[method-assign]
-        RequestMetrics(app.wsgi_app), port, settings.tracking_id_header
-    )

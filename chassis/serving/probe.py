@@ -1,7 +1,7 @@
-"""Container health check: `python chassis/probe.py` exits 0 while /healthz answers 200.
+"""Container health check: `python -m chassis.serving.probe` exits 0 while /healthz answers 200.
 
-The image has no curl, so its HEALTHCHECK (Dockerfile) runs this file instead (as a file,
-not `-m chassis.probe`, so that it imports nothing but the standard library). It GETs
+The image has no curl, so its HEALTHCHECK (Dockerfile) runs this instead. It imports nothing
+but the standard library (the packages above it import nothing either). It GETs
 http://127.0.0.1:${PORT:-8000}/healthz, the liveness endpoint that never touches the
 database, and exits 0 on HTTP 200. Anything else (refused, timed out, another status)
 prints one line to stderr, which Docker keeps in `docker inspect`, and exits 1: Docker

@@ -20,20 +20,20 @@ from flask import Flask
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
-from chassis.log import access_fields, build_formatter, record_filter
-from chassis.metric_files import MetricFiles
-from chassis.metrics import current_metrics
-from chassis.responses import envelope_json
+from chassis.observability.log import access_fields, build_formatter, record_filter
+from chassis.observability.metric_files import MetricFiles
+from chassis.observability.metrics import current_metrics
+from chassis.observability.tracking import current_tracking_id, new_tracking_id
 from chassis.scheduler.runner import Scheduler, load_registry
-from chassis.settings import Settings, current_settings, tcp_port, use_settings
-from chassis.tracking import current_tracking_id, new_tracking_id
+from chassis.settings import Settings, current_settings, get_settings, tcp_port, use_settings
+from chassis.web.envelope import error_answer
 
 # What gunicorn.conf.py gives gunicorn for each GUNICORN_WORKER_CLASS.
 WORKER_CLASSES = {
     "sync": "sync",
     "gthread": "gthread",
     # gunicorn's gevent worker waits out graceful_timeout for idle keep-alive connections.
-    "gevent": "chassis.gevent_worker.GeventWorker",
+    "gevent": "chassis.serving.gevent_worker.GeventWorker",
 }
 
 
@@ -115,15 +115,16 @@ def use_json_error_pages(tracking_header: str) -> None:
 
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         status_int, reason, mesg = _client_fault(status_int, reason, mesg)
-        tracking_id = new_tracking_id()
-        body = envelope_json(status_int, mesg or reason.lower(), None, tracking_id)
-        head = (
-            f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Cache-Control: no-store\r\n"
-            f"{tracking_header}: {tracking_id}\r\n\r\n"
+        answer = error_answer(
+            status_int,
+            mesg or reason.lower(),
+            tracking_header=tracking_header,
+            tracking_id=new_tracking_id(),
+            headers=[("Connection", "close")],
         )
-        gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+        lines = [f"HTTP/1.1 {answer.status}", *(f"{k}: {v}" for k, v in answer.headers)]
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        gunicorn_util.write_nonblock(sock, head.encode("latin-1") + answer.body)
 
     gunicorn_util.write_error = write_error
 
@@ -173,8 +174,8 @@ def prepare_worker(server: Any, worker: Any) -> None:
         if server.cfg.preload_app:
             server.log.warning("preload_app with gevent: the app was imported before patching")
         # psycopg2 waits for the server inside C code, blocking every greenlet of the
-        # worker; a wait callback yields to the gevent hub instead (chassis/cooperative.py).
-        from chassis.cooperative import patch_psycopg
+        # worker; a wait callback yields to the gevent hub instead (chassis/serving/cooperative.py).
+        from chassis.serving.cooperative import patch_psycopg
 
         patch_psycopg(settings.db_connect_timeout)
 
@@ -238,8 +239,9 @@ SHUTDOWN_MARGIN_SECONDS = 5.0
 
 def chassis_settings(app: object) -> Settings | None:
     """The settings `app` was built from, or None when the chassis did not build it."""
-    settings = app.extensions.get("settings") if isinstance(app, Flask) else None
-    return settings if isinstance(settings, Settings) else None
+    if not isinstance(app, Flask) or "settings" not in app.extensions:
+        return None
+    return get_settings(app)
 
 
 def start_tracing(worker: Any) -> None:
@@ -254,7 +256,7 @@ def start_tracing(worker: Any) -> None:
             worker.log.warning("TRACING_ENABLED ignored: %r is not a chassis app", worker.wsgi)
         return
     if settings.tracing_enabled:
-        from chassis import tracing  # the optional extra, imported only when enabled
+        from chassis.observability import tracing  # the optional extra, imported only when enabled
 
         tracing.start_tracing(settings)
 
@@ -283,7 +285,7 @@ def stop_scheduler(server: Any, worker: Any) -> None:
         scheduler.stop(wait=max(0.0, worker.cfg.graceful_timeout - SHUTDOWN_MARGIN_SECONDS))
 
 
-# --- Metrics (chassis/metrics.py, chassis/metric_files.py) -----------------------------------
+# --- Metrics (chassis/observability/metrics.py, chassis/observability/metric_files.py) -----------------------------------
 
 
 def listeners(bind: str, metrics_bind: str | None) -> list[str]:

@@ -24,8 +24,6 @@ from contextvars import ContextVar
 from operator import itemgetter
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from flask.ctx import _AppCtxGlobals
-
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -61,18 +59,6 @@ def accept_tracking_id(candidate: str | None) -> str:
     if candidate is not None and _VALID_ID.fullmatch(candidate):
         return candidate
     return new_tracking_id()
-
-
-class TrackingGlobals(_AppCtxGlobals):
-    """`flask.g` with `g.tracking_id`, the active tracking id (`current_tracking_id()`).
-
-    Read when asked rather than copied in by a `before_request` hook: a hook costs every
-    request about 15 k instructions (bench/instructions.py), and most never read it."""
-
-    @property
-    def tracking_id(self) -> str:
-        """The active tracking id."""
-        return current_tracking_id()
 
 
 @contextmanager

@@ -13,9 +13,9 @@ from typing import Literal
 from flask import Blueprint, Response
 from pydantic import BaseModel
 
-from chassis.db import get_db
-from chassis.operations import operation
-from chassis.responses import error, ok
+from chassis.database.sessions import get_db
+from chassis.web.operations import operation
+from chassis.web.responses import error, ok
 
 bp = Blueprint("health", __name__)
 

@@ -1,7 +1,7 @@
 """psycopg2 under gevent: psycogreen's wait callback, with a deadline on connecting.
 
 Install it after gevent's monkey patching and before the first connection (gunicorn's
-post_fork for its gevent workers, chassis/gunicorn.py; chassis/gevent_server.py's start).
+post_fork for its gevent workers, chassis/serving/hooks.py; chassis/serving/gevent_server.py's start).
 
 psycopg2 waits for PostgreSQL inside C code, which would block every greenlet of the process;
 psycogreen's wait callback makes libpq non-blocking and yields to the gevent hub instead. But
@@ -9,7 +9,7 @@ libpq ignores `connect_timeout` in non-blocking mode ("it is the application's r
 to decide whether an excessive amount of time has elapsed", libpq's PQconnectPoll docs), so a
 server that drops packets would hold a connecting greenlet for the kernel's SYN retries (over
 two minutes). The deadline here puts DB_CONNECT_TIMEOUT back. Queries need none: the
-keepalive and tcp_user_timeout parameters (chassis/db.py) fail a silent socket in the kernel.
+keepalive and tcp_user_timeout parameters (chassis/database/sessions.py) fail a silent socket in the kernel.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ at start, and folded when a worker dies so that they never pile up.
 Each worker writes its values to files of its own in PROMETHEUS_MULTIPROC_DIR
 (`counter_<pid>.db`, `histogram_<pid>.db`, `gauge_livesum_<pid>.db`, ...), and a scrape
 sums every file it finds (https://prometheus.github.io/client_python/multiprocess/). The
-gunicorn master (hooks in chassis/gunicorn.py) owns the directory:
+gunicorn master (hooks in chassis/serving/hooks.py) owns the directory:
 
 - at start, before the first fork, it creates it (by default a private directory on the
   memory filesystem, removed at exit) and deletes the metric files a previous run left;

@@ -3,7 +3,7 @@
 Every record passes a filter that stamps it with the current tracking id (or the
 `NO_TRACKING_ID` placeholder outside a request), so the formatters never fail on a record
 from startup, the CLI or a background thread. With TRACING_ENABLED it also stamps the active
-span's trace and span ids ("-" outside a span; chassis/tracing.py); with tracing off records
+span's trace and span ids ("-" outside a span; chassis/observability/tracing.py); with tracing off records
 carry no such field and nothing is looked up. Flask's `app.logger` and werkzeug's logger
 propagate to the root and so go through the same handler.
 
@@ -31,8 +31,8 @@ from pythonjsonlogger.core import LogData
 from pythonjsonlogger.json import JsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from chassis.observability.tracking import current_tracking_id
 from chassis.settings import Settings
-from chassis.tracking import current_tracking_id
 
 HANDLER_NAME = "app"
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(tracking_id)s] %(name)s: %(message)s"
@@ -60,7 +60,7 @@ def record_filter(settings: Settings) -> TrackingIdFilter:
     if not settings.tracing_enabled:
         return TrackingIdFilter()
     # Imported only when tracing is on: OpenTelemetry is an optional extra.
-    from chassis.tracing import current_span_ids
+    from chassis.observability.tracing import current_span_ids
 
     return TrackingIdFilter(current_span_ids)
 
@@ -159,8 +159,8 @@ def access_fields(
     duration_ms: float,
     tracking_id: str,
 ) -> dict[str, Any]:
-    """The fields of one access log line: the same for gunicorn's logger (chassis/gunicorn.py)
-    and the gevent server's (chassis/gevent_server.py), whatever the client sent."""
+    """The fields of one access log line: the same for gunicorn's logger (chassis/serving/hooks.py)
+    and the gevent server's (chassis/serving/gevent_server.py), whatever the client sent."""
     return {
         "client": environ.get("REMOTE_ADDR"),
         "method": environ.get("REQUEST_METHOD"),

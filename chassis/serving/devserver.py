@@ -1,6 +1,6 @@
 """The development server, `make dev`: werkzeug's server with its reloader, on loopback only.
 
-`python -m chassis.devserver [module:app] [--extra-file PATH ...]` serves the app that
+`python -m chassis.serving.devserver [module:app] [--extra-file PATH ...]` serves the app that
 `gunicorn.conf.py` names (`app.wsgi:app`) with the same settings, logging and JSON envelope
 as `make serve`, on the address `make serve` would use (GUNICORN_BIND, PORT), and restarts
 when a watched file changes: every `.py` file under the project (werkzeug's stat reloader
@@ -31,15 +31,15 @@ from typing import TYPE_CHECKING
 from werkzeug.serving import is_running_from_reloader, run_simple
 from werkzeug.utils import import_string
 
-from chassis.gevent_server import GunicornConf, warn_about_scheduler
-from chassis.log import configure_logging
-from chassis.responses import envelope_json
-from chassis.tracking import TrackingIdMiddleware, current_tracking_id
+from chassis.observability.log import configure_logging
+from chassis.observability.tracking import TrackingIdMiddleware, current_tracking_id
+from chassis.serving.gevent_server import GunicornConf, warn_about_scheduler
+from chassis.web.envelope import error_answer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-log = logging.getLogger("chassis.devserver")  # not __main__ under -m
+log = logging.getLogger("chassis.serving.devserver")  # not __main__ under -m
 
 LOAD_FAILED = "the app failed to load; the development server's log has the traceback"
 
@@ -67,15 +67,15 @@ def load_app(spec: str, tracking_header: str) -> WSGIApplication:
 
 def load_failed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """Answer any request with the 500 envelope: the app could not be imported."""
-    body = envelope_json(500, LOAD_FAILED, None, current_tracking_id())
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    start_response("500 INTERNAL SERVER ERROR", headers)
-    return [body]
+    # Inside TrackingIdMiddleware (load_app), which adds the tracking id's header.
+    answer = error_answer(500, LOAD_FAILED, tracking_header=None, tracking_id=current_tracking_id())
+    start_response(answer.status, answer.headers)
+    return [answer.body]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve on loopback, restarting on every change, until Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m chassis.devserver")
+    parser = argparse.ArgumentParser(prog="python -m chassis.serving.devserver")
     parser.add_argument("app", nargs="?", help="module:variable (default: gunicorn.conf.py's)")
     parser.add_argument(
         "--extra-file",

@@ -1,7 +1,7 @@
 """The API's OpenAPI 3.1 document, written from the app's routes, served at /openapi.json.
 
 Every route is in it (the document's own and the docs page's routes, `static`, HEAD and
-OPTIONS aside). A view declared with `chassis.operations.operation` is documented with its
+OPTIONS aside). A view declared with `chassis.web.operations.operation` is documented with its
 parameters, body and answers; the chassis adds the envelope around each answer, its headers,
 and what it answers on any view's behalf (COMMON_ANSWERS below: 400 where the view takes
 input, 404 where its path has variables, 413, 429 from nginx, 500, and 503 and 504 unless
@@ -15,7 +15,7 @@ its `name`) links to that operation in the same blueprint.
 Why not spectree (checked at 3.0.0): its request validation reads the body with
 `get_json(silent=True) or {}` and pydantic's lax mode, so invalid JSON answers 422 "Field
 required" with a bare error list, and "5" passes as an integer, where the chassis answers the
-400 envelope naming the rule (chassis/validation.py); one process-wide instance caches its
+400 envelope naming the rule (chassis/web/validation.py); one process-wide instance caches its
 document on itself whichever app asks; and it has no place for response headers or links.
 """
 
@@ -32,9 +32,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from chassis.operations import Operation, declaration
-from chassis.responses import DATETIME_HEADER
-from chassis.tracking import _VALID_ID
+from chassis.observability.tracking import _VALID_ID
+from chassis.settings import get_settings
+from chassis.web.envelope import DATETIME_HEADER, ERROR_STATUSES
+from chassis.web.operations import Operation, declaration
 
 SPEC_PATH = "/openapi.json"
 # Blueprints (and Flask's static route) that serve documents, not the API.
@@ -50,16 +51,8 @@ _CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "uuid": {"type": "string", "format": "uuid"},
 }
 
-# What the chassis answers on an operation's behalf: the response's component name and text.
-COMMON_ANSWERS = {
-    400: ("BadRequest", "The request breaks a rule: `msg` names the field or parameter."),
-    404: ("NotFound", "No such route: a path value holding a `/` matches none."),
-    413: ("PayloadTooLarge", "The request body is over MAX_CONTENT_LENGTH."),
-    429: ("TooManyRequests", "nginx in front: over the per-address connection or rate limit."),
-    500: ("InternalServerError", "A bug: the traceback is in the log, never in the body."),
-    503: ("ServiceUnavailable", "The database is unavailable or busy: retry after Retry-After."),
-    504: ("GatewayTimeout", "A database query (or, behind nginx, the app) ran out of time."),
-}
+# What the chassis answers on an operation's behalf, from the one list of error statuses.
+COMMON_ANSWERS = {code: ERROR_STATUSES[code] for code in (400, 404, 413, 429, 500, 503, 504)}
 
 bp = Blueprint("openapi", __name__)
 
@@ -86,7 +79,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         for method in sorted(_methods(rule))
     ]
     refs, schemas = _model_schemas([op for _, _, op in routes if op is not None])
-    tracking = app.extensions["settings"].tracking_id_header
+    tracking = get_settings(app).tracking_id_header
     paths: dict[str, dict[str, Any]] = {}
     for rule, method, op in routes:
         path, variables = _path(rule, op)
@@ -109,7 +102,7 @@ def build_document(app: Flask) -> dict[str, Any]:
 
 
 def envelope_schema(code: int, data: dict[str, Any]) -> dict[str, Any]:
-    """The envelope's JSON Schema, with `data`'s (chassis.responses.envelope_body writes it;
+    """The envelope's JSON Schema, with `data`'s (chassis.web.envelope.envelope_body writes it;
     tests/chassis/test_openapi.py checks the keys agree)."""
     return {
         "type": "object",

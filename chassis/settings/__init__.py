@@ -1,0 +1,30 @@
+"""Settings: every variable declared once (`declarations`), the parsers they share
+(`parsers`), and one set per process (`current`). Importing this package loads pydantic,
+never Flask or SQLAlchemy."""
+
+from chassis.settings.current import current_settings, get_settings, use_settings
+from chassis.settings.declarations import (
+    DEFAULT_MAX_CONTENT_LENGTH,
+    DEVELOPMENT_SECRET_KEY,
+    MIN_PRODUCTION_SECRET_LENGTH,
+    PLACEHOLDER_SECRETS,
+    ServerSettings,
+    Settings,
+)
+from chassis.settings.parsers import SettingsError, host_port, read_or_exit, tcp_port
+
+__all__ = [
+    "DEFAULT_MAX_CONTENT_LENGTH",
+    "DEVELOPMENT_SECRET_KEY",
+    "MIN_PRODUCTION_SECRET_LENGTH",
+    "PLACEHOLDER_SECRETS",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "current_settings",
+    "get_settings",
+    "host_port",
+    "read_or_exit",
+    "tcp_port",
+    "use_settings",
+]

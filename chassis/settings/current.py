@@ -1,0 +1,43 @@
+"""One set of settings per process, and the app's.
+
+A process reads its settings once: `current_settings()` reads the environment the first
+time and hands out that same object after. A gunicorn worker inherits the master's, and
+under gevent sizes the pool for its greenlets (`Settings.for_greenlets`) before the app is
+built; nothing is passed through `os.environ`. Inside the app, `get_settings()` is the
+settings it was built with (beside `get_db()`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chassis.settings.declarations import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+_current: Settings | None = None
+
+
+def current_settings() -> Settings:
+    """This process's settings: read from the environment the first time, then the same."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def use_settings(settings: Settings) -> None:
+    """Make `settings` this process's (a gevent worker's pool size, before the app loads)."""
+    global _current
+    _current = settings
+
+
+def get_settings(app: Flask | None = None) -> Settings:
+    """The settings `app` (default: the current app) was built with."""
+    if app is None:
+        from flask import current_app  # only here: importing settings never loads Flask
+
+        app = current_app
+    settings: Settings = app.extensions["settings"]
+    return settings
