@@ -8,7 +8,10 @@
 
 Bad input answers 400 naming the field and the rule; nothing is stored by a rejected request.
 Each view's `@operation` declares its parameters, body and answers: the view gets them
-parsed, and /openapi.json documents them (chassis/operations.py).
+parsed, and /openapi.json documents them (chassis/web/operations.py). The declared answer model
+also builds the answer (`ItemOut.model_validate(item)`), so the document says what is sent;
+a write builds its answer before it commits, so an answer the model refuses (a 500) leaves
+nothing stored.
 
 `flask --app app.wsgi items count` shows how a CLI command (or any work outside a request)
 gets a session and a tracking id: `get_db().session_scope()`.
@@ -16,29 +19,29 @@ gets a session and a tracking id: `get_db().session_scope()`.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Annotated
 
 import click
 from flask import Blueprint, Response, abort
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select
 
-from app.items.models import Item
-from chassis.db import get_db, get_session
-from chassis.models import utcnow
-from chassis.operations import IntParam, TextParam, operation
-from chassis.responses import created, ok
-from chassis.upsert import upsert
-from chassis.validation import MAX_INT, Text
+from app.items.models import NAME_MAX_LENGTH, NOTE_MAX_LENGTH, Item
+from chassis.database.models import utcnow
+from chassis.database.sessions import get_db, get_session
+from chassis.database.upsert import upsert
+from chassis.web.operations import IntParam, TextParam, operation
+from chassis.web.responses import created, ok
+from chassis.web.validation import MAX_INT, Text
 
 bp = Blueprint("items", __name__, url_prefix="/api/items")
 log = logging.getLogger(__name__)
 
-Name = Annotated[Text, Field(min_length=1, max_length=100)]
+# The rules of each field, shared by the bodies and the answer; the limits are the columns'.
+Name = Annotated[Text, Field(min_length=1, max_length=NAME_MAX_LENGTH)]
 Quantity = Annotated[int, Field(ge=0, le=MAX_INT)]
-Note = Annotated[Text, Field(max_length=1000)] | None
+Note = Annotated[Text, Field(max_length=NOTE_MAX_LENGTH)] | None
 ID = IntParam(minimum=1, maximum=MAX_INT, description="The item's id.")
 
 
@@ -60,21 +63,26 @@ class ItemPut(BaseModel):
 
 
 class ItemOut(BaseModel):
-    """An item as the API shows it (Item.to_dict)."""
+    """An item as the API shows it."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Every answer holding an item is `ItemOut.model_validate(item).model_dump()`. It reads
+    # the row's attributes and checks them strictly by the bodies' rules: a row that breaks
+    # one (SQLite stores a name of any length) is a 500, never sent as if valid. The dump
+    # keeps Python values; the envelope's writer gives the datetimes their offset.
+    # (The docstring is the schema's description in /openapi.json: it is for clients.)
+    model_config = ConfigDict(extra="forbid", from_attributes=True, strict=True)
     id: int
-    name: str
-    quantity: int
-    note: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    name: Name
+    quantity: Quantity
+    note: Note
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
 
 
 class ItemPage(BaseModel):
     """One page of items, oldest first, and how many there are in all."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     items: list[ItemOut]
     total: int
     limit: int
@@ -98,8 +106,9 @@ def create_item(body: ItemCreate) -> Response:
     written = upsert(session, Item, [row], conflict=["name"])
     if not written:
         abort(409, f"an item named {body.name!r} already exists")
+    item = ItemOut.model_validate(written[0].obj).model_dump()
     session.commit()
-    return created(written[0].obj.to_dict())
+    return created(item)
 
 
 @bp.get("")
@@ -113,22 +122,22 @@ def create_item(body: ItemCreate) -> Response:
 def list_items(limit: int, offset: int) -> Response:
     """Return one page of items, oldest first, and the total count."""
     session = get_session()
-    items = session.scalars(select(Item).order_by(Item.id).limit(limit).offset(offset))
+    items = session.scalars(select(Item).order_by(Item.id).limit(limit).offset(offset)).all()
     total = session.scalar(select(func.count()).select_from(Item))
-    page = [item.to_dict() for item in items]
-    return ok({"items": page, "total": total, "limit": limit, "offset": offset})
+    page = {"items": items, "total": total, "limit": limit, "offset": offset}
+    return ok(ItemPage.model_validate(page).model_dump())
 
 
 @bp.get("/<id>")
 @operation(path={"id": ID}, answers={200: ItemOut, 404: "No item has this id."})
 def get_item(id: int) -> Response:
     """Return one item."""
-    return ok(_get_or_404(id).to_dict())
+    return ok(ItemOut.model_validate(_get_or_404(id)).model_dump())
 
 
 @bp.put("/by-name/<name>")
 @operation(
-    path={"name": TextParam(max_length=100, description="The item's name.")},
+    path={"name": TextParam(max_length=NAME_MAX_LENGTH, description="The item's name.")},
     body=ItemPut,
     answers={200: ItemOut, 201: ItemOut},
 )
@@ -140,8 +149,8 @@ def put_item(name: str, body: ItemPut) -> Response:
     (written,) = upsert(
         session, Item, [row], conflict=["name"], update=["quantity", "note", "updated_at"]
     )
+    item = ItemOut.model_validate(written.obj).model_dump()
     session.commit()
-    item = written.obj.to_dict()
     return created(item) if written.inserted else ok(item, msg="updated")
 
 
@@ -157,7 +166,7 @@ def delete_item(id: int) -> Response:
     item = session.scalars(delete(Item).where(Item.id == id).returning(Item)).one_or_none()
     if item is None:
         abort(404, f"item {id} not found")
-    deleted = item.to_dict()
+    deleted = ItemOut.model_validate(item).model_dump()
     session.commit()
     return ok(deleted, msg="deleted")
 
