@@ -10,7 +10,7 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
-from chassis.observability.tracking import _VALID_ID
+from chassis.observability.tracking import VALID_TRACKING_ID
 from chassis.web.envelope import envelope_body
 
 ENVELOPE_KEYS = list(envelope_body(200, "", None, ""))
@@ -22,7 +22,7 @@ def envelope_with_tracking_id(ctx: CheckContext, response: Response, case: Case[
     """The body is the envelope, its `code` the status, its `tracking_id` the header's."""
     (header,) = response.headers.get(TRACKING_HEADER, [None])
     assert header is not None, "no tracking id header"
-    assert re.fullmatch(_VALID_ID, header), f"invalid tracking id {header!r}"
+    assert re.fullmatch(VALID_TRACKING_ID, header), f"invalid tracking id {header!r}"
     if not response.content:
         # By design: HEAD has no body, and OPTIONS answers 204 with Allow.
         method = response.request.method

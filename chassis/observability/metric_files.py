@@ -56,6 +56,10 @@ FOLD_LOCK_SECONDS = 0.5
 # prometheus_client's multiprocess parts are untyped; their types, as used here. The file
 # format is the library's, read and written only through it. `read_values(path)` yields
 # each entry of one file: its key (JSON: metric, sample, labels, help), value, timestamp.
+# Private in prometheus_client, checked against 0.26.0: `values.ValueClass` (which class a
+# metric keeps its values in, chosen at import; write_to_files chooses again) and
+# `mmap_dict.MmapedDict` (the files' reader and writer, which the multiprocess collector
+# uses too). tests/test_private_internals.py fails, naming each, if an upgrade changes it.
 _mark_dead: Callable[[int, str], None] = mark_process_dead
 read_values: Callable[[str], Iterable[tuple[str, float, float, int]]] = (
     MmapedDict.read_all_values_from_file

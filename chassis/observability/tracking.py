@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 NO_TRACKING_ID = "-"
 ENVIRON_KEY = "app.tracking_id"
 
-_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
+VALID_TRACKING_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
 _current: ContextVar[str | None] = ContextVar("tracking_id", default=None)
 
 _P = ParamSpec("_P")
@@ -56,7 +56,7 @@ def new_tracking_id() -> str:
 
 def accept_tracking_id(candidate: str | None) -> str:
     """Return `candidate` when it is a safe tracking id, else a fresh one."""
-    if candidate is not None and _VALID_ID.fullmatch(candidate):
+    if candidate is not None and VALID_TRACKING_ID.fullmatch(candidate):
         return candidate
     return new_tracking_id()
 

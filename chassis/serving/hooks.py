@@ -110,7 +110,9 @@ def use_json_error_pages(tracking_header: str) -> None:
     with the JSON envelope and a tracking id, instead of its HTML page.
 
     gunicorn's workers write those answers through `gunicorn.util.write_error`, looked up at
-    call time, so replacing it in the worker is enough.
+    call time, so replacing it in the worker is enough. gunicorn has no public hook for its
+    error pages: this leans on that function's name and signature, checked against gunicorn
+    27.0.1 (tests/test_private_internals.py fails, naming it, if an upgrade changes them).
     """
 
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
@@ -147,7 +149,10 @@ def _client_fault(status_int: int, reason: str, mesg: str) -> tuple[int, str, st
 
 def _waiting_for_client(exc: BaseException) -> bool:
     """Whether `exc` interrupted gunicorn reading the request (its head or body) from the
-    socket: the frame below the signal handler that raised it is gunicorn's HTTP reader."""
+    socket: the frame below the signal handler that raised it is gunicorn's HTTP reader.
+
+    gunicorn's module layout, checked against 27.0.1: every read of a request's bytes is
+    in `gunicorn.http.*` (tests/test_private_internals.py fails, naming it, if not)."""
     frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
     if len(frames) < 2:
         return False

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from chassis.observability.tracking import _VALID_ID
+from chassis.observability.tracking import VALID_TRACKING_ID
 from chassis.settings import get_settings
 from chassis.web.envelope import DATETIME_HEADER, ERROR_STATUSES
 from chassis.web.operations import Operation, declaration
@@ -221,7 +221,7 @@ def _answer(description: str, schema: dict[str, Any], code: int, tracking: str) 
 def _tracking_id_schema() -> dict[str, Any]:
     return {
         "type": "string",
-        "pattern": f"^{_VALID_ID.pattern}$",
+        "pattern": f"^{VALID_TRACKING_ID.pattern}$",
         "description": "The request's id: the same in the tracking header and its log lines.",
     }
 
