@@ -60,7 +60,7 @@ lint: install ## ruff: lint and formatting
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: install ## mypy --strict on app/, chassis/, tests/, bench/ and gunicorn.conf.py
+typecheck: install ## mypy --strict on app/, chassis/, harness/, tests/, bench/ and gunicorn.conf.py
 	$(VENV)/bin/mypy
 
 check: lint typecheck test ## Everything CI runs after provisioning services

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.scenarios import KIT_ENV, ROWS, Row, available_rows  # noqa: E402
-from tests.processes import base_env, free_port  # noqa: E402
+from harness.processes import base_env, free_port  # noqa: E402
 
 APPS = {"bare": "bench.bare:app", "kit": "app.wsgi:app"}
 # Targets of issue 14 for kit / bare, by row.

@@ -4,7 +4,7 @@ start and each target with "met" or "not met", and drawing them (bench/plot.py).
     make bench        (or: .venv/bin/python bench/run.py [--seconds 5] [--rows nginx ...])
 
 Needs wrk (Debian: apt-get install wrk); for the nginx rows, Debian's nginx run as root, as
-the nginx tests run it (tests/proxy.py); for the database rows, the PostgreSQL server
+the nginx tests run it (harness/proxy.py); for the database rows, the PostgreSQL server
 binaries (a throwaway server is started, as in the tests). Every server binds 127.0.0.1;
 every load run is bounded by --seconds. Both apps run under gunicorn.conf.py with the
 kit's production settings (bench/scenarios.py), JSON access log on. Rows (--rows):
@@ -53,9 +53,9 @@ sys.path.insert(0, str(ROOT))
 from bench.instructions import APPS, Counter, machine  # noqa: E402
 from bench.plot import write_png  # noqa: E402
 from bench.scenarios import KIT_ENV  # noqa: E402
-from tests.postgres import PostgresServer, postgres_unavailable_reason  # noqa: E402
-from tests.processes import Gunicorn, base_env, free_port, get  # noqa: E402
-from tests.proxy import NGINX_DIR, Nginx, nginx_unavailable_reason, template_env  # noqa: E402
+from harness.postgres import PostgresServer, postgres_unavailable_reason  # noqa: E402
+from harness.processes import Gunicorn, base_env, free_port, get  # noqa: E402
+from harness.proxy import NGINX_DIR, Nginx, nginx_unavailable_reason, template_env  # noqa: E402
 
 ROWS = ("healthz", "nginx", "database", "cold-start")
 WORKER_CLASSES = ("sync", "gevent")
@@ -427,7 +427,7 @@ def database_rows(report: Report, workdir: Path, args: argparse.Namespace) -> No
             pair, answered_ms = {}, {}
             for worker_class in WORKER_CLASSES:
                 server = serve(
-                    workdir, "tests.apps.sleepy:app", worker_class, args, DATABASE_URL=url
+                    workdir, "harness.apps.sleepy:app", worker_class, args, DATABASE_URL=url
                 )
                 trees = {"gunicorn": running(server).pid, "PostgreSQL": postgres.postmaster()}
                 try:

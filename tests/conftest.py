@@ -1,7 +1,8 @@
-"""Fixtures shared by the whole suite: the app, its client, captured JSON log lines,
-migrated databases (SQLite always; PostgreSQL when its server binaries are installed), and
-the deployments that take minutes to start, once per session: compose.yaml's stack and a
-host booting the systemd unit.
+"""Fixtures shared by the whole suite: the app, its client, captured JSON log lines, and
+migrated databases (SQLite always; PostgreSQL when its server binaries are installed). The
+deployments that take minutes to start (a Docker engine, compose.yaml's stack, a host
+booting the systemd unit) are session fixtures of the plugin tests/deploy/fixtures.py,
+loaded below. What tests import lives in harness/ and tests/support/, never here.
 
 Tests that need PostgreSQL, nginx or a Docker engine skip with a message saying what to
 install, unless KIT_REQUIRE_SERVICES=1 (CI sets it), which turns the skip into a failure.
@@ -13,33 +14,28 @@ import contextlib
 import io
 import json
 import logging
-import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from app import create_app
 from chassis.database.sessions import Database
 from chassis.settings import Settings
-from tests.apps import records
-from tests.deploy.compose_stack import Stack, running_stack
-from tests.deploy.systemd_host import Host, booted_host
-from tests.engine import build_standins, engine_unavailable_reason
-from tests.postgres import PostgresServer, postgres_unavailable_reason
-from tests.processes import ROOT, Gunicorn
-from tests.proxy import nginx_unavailable_reason
-from tests.support import tempdirs
-from tests.support.programs import require_service
+from harness import tempdirs
+from harness.apps import records
+from harness.postgres import PostgresServer, postgres_unavailable_reason
+from harness.processes import Gunicorn
+from harness.programs import require_service
+from harness.proxy import nginx_unavailable_reason
+from tests.support.flask_app import AppFactory, ClosingClient, LogReader, migrate
 
-LogReader = Callable[[], list[dict[str, Any]]]
+# Defined once for the whole session, whichever folder's tests ask first.
+pytest_plugins = ["tests.deploy.fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -50,20 +46,6 @@ def _restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-
-
-class ClosingClient(FlaskClient):
-    """A test client that reads and closes every response, as a real WSGI server does.
-
-    Closing is when the tracking id middleware resets its context variable; Flask's default
-    client leaves responses open, which would leak one test's id into the next.
-    """
-
-    def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> TestResponse:
-        return super().open(*args, buffered=buffered, **kwargs)
-
-
-AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
@@ -85,47 +67,9 @@ def requires_nginx() -> None:
 
 
 @pytest.fixture(scope="session")
-def engine() -> None:
-    """A Docker engine with Compose and buildx, and the base images the kit's files name.
-
-    Skips (or fails, under KIT_REQUIRE_SERVICES) without one. With KIT_STANDIN_IMAGES=1, for
-    a machine that reaches no registry, the base images are stand-ins built here first
-    (tests/images/README.md); otherwise the engine pulls the real ones.
-    """
-    reason = engine_unavailable_reason()
-    if reason:
-        require_service(reason)
-    if os.environ.get("KIT_STANDIN_IMAGES") == "1":
-        build_standins()
-
-
-@pytest.fixture(scope="session")
-def stack(engine: None) -> Iterator[Stack]:
-    """compose.yaml's whole stack, up and healthy, for the kit's compose tests and the
-    example's alike; removed with its volumes when the session ends."""
-    with running_stack() as stack:
-        yield stack
-
-
-@pytest.fixture(scope="session")
-def systemd_host(engine: None) -> Iterator[Host]:
-    """A container booting systemd, with kit.service installed by its header's steps,
-    enabled and started, for the kit's unit tests and the example's alike."""
-    with booted_host() as host:
-        yield host
-
-
-def migrate(database_url: str) -> None:
-    """Bring the database at `database_url` to the latest migration, as `make migrate` does."""
-    config = Config(toml_file=str(ROOT / "pyproject.toml"))
-    config.attributes["settings"] = Settings(app_env="test", database_url=database_url)
-    command.upgrade(config, "heads")
-
-
-@pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server owned by this test session (stopped at the end), outside
-    pytest's base temp folder, which other pytest runs re-permission (tests/support/tempdirs)."""
+    pytest's base temp folder, which other pytest runs re-permission (harness/tempdirs.py)."""
     reason = postgres_unavailable_reason()
     if reason:
         require_service(reason)

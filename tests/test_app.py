@@ -11,7 +11,7 @@ from flask import Flask, request, url_for
 from flask.typing import ResponseReturnValue
 
 from chassis.web.responses import ok
-from tests.conftest import AppFactory, LogReader
+from tests.support.flask_app import AppFactory, LogReader
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bench.instructions import Counter
 from bench.scenarios import ROWS, available_rows
-from tests.processes import ROOT, base_env
-from tests.support import programs
+from harness import programs
+from harness.processes import ROOT, base_env
 
 # Every row, with a few requests, counting Python calls: seconds, not callgrind's minutes.
 QUICK = ["--counter", "calls", "--requests", "3", "--warmup", "1"]

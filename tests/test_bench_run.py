@@ -19,8 +19,8 @@ from matplotlib.text import Text
 
 from bench.plot import draw, write_png
 from bench.run import ColdStart, Report, Run, Target
-from tests.processes import ROOT, base_env
-from tests.support import programs
+from harness import programs
+from harness.processes import ROOT, base_env
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # One load run's table row: label, req/s, p99 ms, socket errors, non-2xx/3xx, worker PSS.

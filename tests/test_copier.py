@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import programs
+from harness.processes import ROOT
 from template.rename import current_name, project_files, rewrite, word
-from tests.checkout import nested_pytest_args, run
-from tests.processes import ROOT
-from tests.support import programs
+from tests.support.checkout import nested_pytest_args, run
 
 NAME = "orders-api"
 OLD, PROJECT = current_name(ROOT)
@@ -53,13 +53,64 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return clone
 
 
-@pytest.fixture(scope="module")
-def older(template: Path) -> str:
-    """The first commit with copier.yml: the oldest version a project can be made from."""
+# The versions a project is made from: the first with copier.yml, and 0.2's last commit,
+# before the chassis was put in layers, whose owner wrote code against its flat modules.
+ORIGINS = {"first-copier-commit": None, "flat-chassis": "74cf225"}
+# The owner's own resource in the flat-chassis project, importing the old module names,
+# and its test: after the update both must still work (CHANGELOG: moved for one release).
+OWNER_RESOURCE = '''\
+"""The owner's own resource, written against the chassis of 0.2."""
+
+from flask import Blueprint, Response
+
+from chassis import build_app  # noqa: F401  as app/__init__.py imported it
+from chassis.db import Database, get_db, get_session  # noqa: F401
+from chassis.models import Base, UTCDateTime, utcnow  # noqa: F401
+from chassis.operations import IntParam, TextParam, operation  # noqa: F401
+from chassis.responses import created, envelope_body, error, ok  # noqa: F401
+from chassis.upsert import upsert  # noqa: F401
+from chassis.validation import MAX_INT, Text  # noqa: F401
+
+bp = Blueprint("notes", __name__, url_prefix="/api/notes")
+
+
+@bp.get("")
+@operation(answers={200: "The time and the largest id."}, database=False)
+def list_notes() -> Response:
+    return ok({"now": utcnow(), "largest": MAX_INT, "keys": list(envelope_body(0, "", 0, ""))})
+'''
+OWNER_TEST = """\
+from app import create_app
+from app.notes import bp
+from chassis.settings import Settings
+
+
+def test_the_owners_resource_answers(tmp_path):
+    app = create_app(Settings(app_env="test", database_url=f"sqlite:///{tmp_path / 'a.db'}"))
+    app.register_blueprint(bp)
+    answer = app.test_client().get("/api/notes")
+    assert answer.status_code == 200
+    assert answer.json["data"]["largest"] == 2**31 - 1
+    assert answer.json["data"]["keys"] == ["code", "msg", "data", "tracking_id"]
+"""
+OWNER_FILES = {"app/notes.py": OWNER_RESOURCE, "tests/test_owners_notes.py": OWNER_TEST}
+
+
+@pytest.fixture(scope="module", params=list(ORIGINS))
+def older(template: Path, request: pytest.FixtureRequest) -> str:
+    """The commit a project is made from: the first with copier.yml (the oldest a project
+    can be made from), or 0.2's flat chassis."""
     commits = git(template, "log", "--reverse", "--format=%H", "--", "copier.yml").split()
     assert commits, "no commit has copier.yml (a shallow clone? fetch the whole history)"
-    assert commits[0] != git(template, "rev-parse", "HEAD"), "no later commit to update to"
-    return commits[0]
+    origin = ORIGINS[request.param]
+    commit = git(template, "rev-parse", origin) if origin else commits[0]
+    assert commit != git(template, "rev-parse", "HEAD"), "no later commit to update to"
+    return commit
+
+
+def owners_files(older: str) -> dict[str, str]:
+    """The files the owner of a project made from `older` wrote: none on the oldest."""
+    return OWNER_FILES if older.startswith(ORIGINS["flat-chassis"] or "-") else {}
 
 
 def answers(project: Path) -> dict[str, str]:
@@ -83,10 +134,13 @@ def made(template: Path, older: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
-def updated(made: Path) -> Path:
+def updated(made: Path, older: str) -> Path:
     """The project, changed by its owner, then updated to the template's HEAD."""
     with (made / "app" / "jobs.py").open("a") as jobs:
         jobs.write(USER_LINE)
+    for name, text in owners_files(older).items():
+        (made / name).write_text(text)
+    git(made, "add", "--all")
     git(made, "commit", "--quiet", "--all", "--message", "the owner's change")
     copier(made, "update", "--vcs-ref", "HEAD")
     return made
@@ -125,11 +179,13 @@ def test_an_older_project_updates_to_head_keeping_its_owners_change(
     assert left == []
 
 
-def test_the_updated_project_passes_its_tests(updated: Path, tmp_path: Path) -> None:
-    """The updated project's own tests pass, run with this repository's packages."""
+def test_the_updated_project_passes_its_tests(updated: Path, older: str, tmp_path: Path) -> None:
+    """The updated project's own tests pass, run with this repository's packages: the
+    owner's own code, written against the older chassis, included."""
     (updated / ".venv").symlink_to(ROOT / ".venv")
     # The example's tests go when the template (or its owner) removes the example.
     present = [path for path in PROJECT_TESTS if (updated / path).exists()]
+    present += [name for name in owners_files(older) if name.startswith("tests/")]
     assert "tests/chassis/test_settings.py" in present
     done = run(updated, "python", "-m", "pytest", *nested_pytest_args(tmp_path), *present,
                timeout=600)  # fmt: skip

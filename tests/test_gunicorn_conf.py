@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, Gunicorn, base_env, get
+from harness.processes import ROOT, Gunicorn, base_env, get
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import ROOT, Gunicorn, base_env, load_gunicorn_conf, resolve_gunicorn_conf
+from harness.processes import ROOT, Gunicorn, base_env, load_gunicorn_conf, resolve_gunicorn_conf
 
 # 64 hex digits, the shape `secrets.token_hex(32)` produces.
 GOOD_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"

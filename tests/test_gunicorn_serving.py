@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import NullPool, create_engine, text
 
-from tests.apps.sleepy import POOL_VARIABLES
-from tests.processes import Gunicorn, Load, base_env, get, in_parallel, serve_test_app
+from harness.apps.sleepy import POOL_VARIABLES
+from harness.processes import Gunicorn, Load, base_env, get, in_parallel, serve_test_app
 
 WORKER_CLASSES = [pytest.param("sync", id="sync"), pytest.param("gevent", id="gevent")]
 

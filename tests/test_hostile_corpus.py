@@ -9,7 +9,7 @@ logged (and nginx's access log) parses as JSON.
 
 The app is the kit's plus tests/apps, on PostgreSQL: rows are counted with a query once
 each target is done. The bodies go to the tests' own resource, `/test/records`
-(tests/apps/records.py), whose model has the example's rules and whose table is counted:
+(harness/apps/records.py), whose model has the example's rules and whose table is counted:
 the corpus passes whatever resources the service has, the example removed included.
 The direct servers run with short timeouts (GUNICORN_TIMEOUT for sync, GUNICORN_KEEPALIVE
 for gevent, which bounds reading a request head) so their own slow-client defences act
@@ -31,11 +31,11 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.apps import records
-from tests.conftest import migrate
-from tests.postgres import PostgresServer
-from tests.processes import Gunicorn, base_env, free_port, get
-from tests.proxy import NGINX_DIR, Nginx, template_env
+from harness.apps import records
+from harness.postgres import PostgresServer
+from harness.processes import Gunicorn, base_env, free_port, get
+from harness.proxy import NGINX_DIR, Nginx, template_env
+from tests.support.flask_app import migrate
 
 # Outcomes besides a status: the server closed the connection without a response, or it
 # neither answered nor closed while the client dribbled and then waited.
@@ -55,7 +55,7 @@ SLOW_CLIENT_WAIT = {"sync": DIRECT_SYNC_TIMEOUT + 3.0, "gevent": DIRECT_GEVENT_K
 TARGETS = ["sync", "gevent", "nginx-sync", "nginx-gevent"]
 # A bounded error body: no echo of a huge request can amplify it.
 MAX_ERROR_BODY = 16 * 1024
-SLEEPY = "tests.apps.sleepy:app"
+SLEEPY = "harness.apps.sleepy:app"
 HOST = b"kit.test"
 # The well-behaved client: nginx serves the kit only for its server name.
 WELL_BEHAVED = {"Host": HOST.decode()}

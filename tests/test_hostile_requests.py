@@ -9,18 +9,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.apps import records
-from tests.processes import Gunicorn, base_env
-from tests.processes import request as send
+from harness.apps import records
+from harness.processes import Gunicorn, base_env
+from harness.processes import request as send
 
-SLEEPY = "tests.apps.sleepy:app"
+SLEEPY = "harness.apps.sleepy:app"
 
 
 @pytest.fixture(scope="module", params=["sync", "gevent"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gunicorn]:
-    """The test app (the kit's app plus tests/apps/records.py) under gunicorn.conf.py."""
+    """The test app (the kit's app plus harness/apps/records.py) under gunicorn.conf.py."""
     directory = tmp_path_factory.mktemp(f"hostile-{request.param}")
     database_url = f"sqlite:///{directory / 'app.db'}"
     records.create_tables(database_url)

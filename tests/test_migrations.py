@@ -19,9 +19,9 @@ from sqlalchemy import create_engine, inspect, text
 
 from chassis.database.models import Base
 from chassis.settings import Settings
-from tests.conftest import AppFactory
-from tests.postgres import PostgresServer
-from tests.processes import ROOT, base_env
+from harness.postgres import PostgresServer
+from harness.processes import ROOT, base_env
+from tests.support.flask_app import AppFactory
 
 LOCK_ID = 7_331_001  # migrations/env.py's MIGRATION_LOCK_ID
 

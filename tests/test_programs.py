@@ -1,5 +1,6 @@
-"""tests/programs.toml is the one list of the programs the suite runs: every test finds
-them through it, .ci/run installs what it names, and a name it lacks is refused."""
+"""harness/programs.toml is the one list of the programs the suite runs: every test (and
+every server of harness/ the tests start) finds them through it, .ci/run installs what it
+names, and a name it lacks is refused."""
 
 from __future__ import annotations
 
@@ -7,19 +8,30 @@ import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT
-from tests.support import programs
+from harness import programs
+from harness.processes import ROOT
 
 LOOKUPS = {"require", "find", "missing_reason", "program"}
+# Where programs are asked for: the tests, the servers they share with the benchmarks, and
+# the benchmarks.
+SCANNED = ("tests", "harness", "bench")
+# Where only the list's own module may look a program up on PATH.
+WHICH_FREE = ("tests", "harness")
+
+
+def python_files(*folders: str) -> list[Path]:
+    """Every Python file under the repository's `folders`."""
+    return sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
 
 
 def named_programs() -> dict[str, set[str]]:
     """Each program name passed as a string to a `programs.` look-up, with the files."""
     named: dict[str, set[str]] = {}
-    for path in sorted((ROOT / "tests").rglob("*.py")):
+    for path in python_files(*SCANNED):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if (
                 isinstance(node, ast.Call)
@@ -35,7 +47,7 @@ def named_programs() -> dict[str, set[str]]:
 
 
 def test_every_program_a_test_asks_for_is_listed() -> None:
-    """No test names a program that tests/programs.toml (and so .ci/run) does not."""
+    """No test names a program that harness/programs.toml (and so .ci/run) does not."""
     named = named_programs()
     assert {name: named[name] for name in set(named) - set(programs.listed())} == {}
 
@@ -46,11 +58,11 @@ def test_every_listed_program_is_asked_for_by_a_test() -> None:
 
 
 def test_no_test_looks_a_program_up_past_the_list() -> None:
-    """`shutil.which` is called only by the list's own module."""
-    own = ROOT / "tests" / "support" / "programs.py"
+    """`shutil.which` is called only by the list's own module, in tests/ and harness/."""
+    own = ROOT / "harness" / "programs.py"
     found = [
         f"{path.relative_to(ROOT)}:{node.lineno}"
-        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for path in python_files(*WHICH_FREE)
         if path != own
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Attribute) and node.attr == "which"
@@ -87,10 +99,10 @@ def test_ci_installs_what_the_list_finds_missing() -> None:
     """.ci/run asks the list what is missing, with the standard library alone, and on a
     machine with nothing on PATH the answer names every package without a `where`
     directory, each from its own release."""
-    assert "tests/support/programs.py missing" in (ROOT / ".ci" / "run").read_text()
+    assert "harness/programs.py missing" in (ROOT / ".ci" / "run").read_text()
     done = subprocess.run(
         # -I -S: no site-packages, as before .ci/run has made the virtual environment.
-        [sys.executable, "-I", "-S", "tests/support/programs.py", "missing"],
+        [sys.executable, "-I", "-S", "harness/programs.py", "missing"],
         cwd=ROOT, env={**os.environ, "PATH": "/nonexistent"},
         capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import programs
+from harness.processes import ROOT
 from template.rename import current_name, project_files, rewrite, word
-from tests.checkout import copy_repository, nested_pytest_args, run
-from tests.processes import ROOT
-from tests.support import programs
+from tests.support.checkout import copy_repository, nested_pytest_args, run
 
 NEW = "orders-api"
 OLD, PROJECT = current_name(ROOT)
@@ -111,7 +111,7 @@ def test_the_renamed_nginx_files_pass_nginx_t(copy: Path, requires_nginx: None) 
     nginx.conf: `nginx -t` run by the copy's own test helper."""
     code = (
         "import sys, tempfile; from pathlib import Path; "
-        "from tests.proxy import NGINX_DIR, Nginx, template_env; "
+        "from harness.proxy import NGINX_DIR, Nginx, template_env; "
         f"site = NGINX_DIR / 'templates' / '{NEW}.conf.template'; "
         "checked = Nginx(Path(tempfile.mkdtemp()), site, template_env(8000, 8080)).configure(); "
         "print(checked.stderr); sys.exit(checked.returncode)"

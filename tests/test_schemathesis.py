@@ -22,10 +22,10 @@ import pytest
 import requests
 from schemathesis import Response
 
-from tests.conftest import migrate
-from tests.postgres import PostgresServer
-from tests.processes import ROOT, Gunicorn, base_env, get
+from harness.postgres import PostgresServer
+from harness.processes import ROOT, Gunicorn, base_env, get
 from tests.schemathesis_hooks import envelope_with_tracking_id
+from tests.support.flask_app import migrate
 
 SEED = 13
 MAX_EXAMPLES = 80

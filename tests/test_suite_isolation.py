@@ -3,16 +3,18 @@ checkout's suite) changes nothing for the servers this session runs as other use
 
 from __future__ import annotations
 
+import getpass
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.postgres import PostgresServer
-from tests.processes import base_env
-from tests.support import tempdirs
+from harness import tempdirs
+from harness.postgres import PostgresServer
+from harness.processes import base_env
 
 OTHER_RUN = """\
 def test_asks_for_a_temporary_path(tmp_path):
@@ -26,7 +28,9 @@ def test_another_pytest_run_leaves_the_sessions_postgres_serving(
     """A second pytest with the default base temp folder sets `pytest-of-<user>` back to
     0700; the session's PostgreSQL, running as postgres outside it, still checkpoints (it
     opens its control file anew) and answers."""
-    assert not postgres.base_dir.is_relative_to(tmp_path_factory.getbasetemp().parent)
+    users_folder = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    for pytests in (tmp_path_factory.getbasetemp(), users_folder):
+        assert not postgres.base_dir.resolve().is_relative_to(pytests.resolve())
     other = tmp_path / "other-checkout"
     other.mkdir()
     (other / "test_other.py").write_text(OTHER_RUN)

@@ -3,7 +3,7 @@ API document (chassis/web/openapi.py) is written from it.
 
     @bp.put("/by-name/<name>")
     @operation(
-        path={"name": TextParam(max_length=100)},
+        path={"name": TextParam(max_length=NAME_MAX_LENGTH)},
         body=ItemPut,
         answers={201: Item, 200: Item},
     )

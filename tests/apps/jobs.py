@@ -25,7 +25,7 @@ effects = Registry()
 slow_effects = Registry()
 long = Registry()
 
-# Apart from the migrations (like tests/apps/records.py); the tests create it.
+# Apart from the migrations (like harness/apps/records.py); the tests create it.
 EFFECTS = Table(
     "test_job_effects",
     MetaData(),

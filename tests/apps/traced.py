@@ -1,4 +1,4 @@
-"""The test app (tests/apps/sleepy.py) plus endpoints for the tracing tests.
+"""The test app (harness/apps/sleepy.py) plus endpoints for the tracing tests.
 
     GET /test/hello/<name>   logs one line and answers: a route with a placeholder
     GET /test/boom           an unhandled exception: the 500 envelope
@@ -22,7 +22,7 @@ import time
 from flask import Response
 
 from chassis.web.responses import ok
-from tests.apps.sleepy import app
+from harness.apps.sleepy import app
 
 log = logging.getLogger("tests.traced")
 

@@ -19,8 +19,8 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from chassis.web.apidocs import ASSETS, VERSION
-from tests.processes import Gunicorn, base_env, get
-from tests.support import programs
+from harness import programs
+from harness.processes import Gunicorn, base_env, get
 
 # Debian's chromium and chromium-driver (.ci/run installs them); another browser of the
 # Chromium family and its driver where these name them (the GitHub workflow's Chrome).

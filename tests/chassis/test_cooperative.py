@@ -14,8 +14,8 @@ import socket
 import subprocess
 import sys
 
-from tests.postgres import PostgresServer
-from tests.processes import ROOT, base_env
+from harness.postgres import PostgresServer
+from harness.processes import ROOT, base_env
 
 # Patches, connects with a 2 s deadline while a second greenlet ticks, reports what happened.
 CONNECT = """

@@ -23,12 +23,12 @@ from sqlalchemy.pool import QueuePool
 
 from chassis.database.models import utcnow
 from chassis.database.sessions import Database
-from tests.apps.records import Record, create_tables
-from tests.conftest import AppFactory, LogReader
-from tests.postgres import PostgresServer
-from tests.processes import ROOT, Gunicorn, base_env, request
+from harness.apps.records import Record, create_tables
+from harness.postgres import PostgresServer
+from harness.processes import ROOT, Gunicorn, base_env, request
+from tests.support.flask_app import AppFactory, LogReader
 
-SLEEPY = "tests.apps.sleepy:app"
+SLEEPY = "harness.apps.sleepy:app"
 
 
 def _db(app: Flask) -> Database:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.apps import records
-from tests.postgres import PostgresServer, postgres_unavailable_reason
-from tests.processes import Gunicorn, base_env, get, wait_until
-from tests.support import programs, tempdirs
+from harness import programs, tempdirs
+from harness.apps import records
+from harness.postgres import PostgresServer, postgres_unavailable_reason
+from harness.processes import Gunicorn, base_env, get, wait_until
 
-SLEEPY = "tests.apps.sleepy:app"
+SLEEPY = "harness.apps.sleepy:app"
 # DB_CONNECT_TIMEOUT and DB_NETWORK_TIMEOUT, both.
 TIMEOUT_S = 2
 # What a request may take on top of the two timeouts: scheduling on two noisy cores.

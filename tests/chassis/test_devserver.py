@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from chassis.serving.devserver import LOAD_FAILED, is_loopback
-from tests.processes import PROBE, ROOT, base_env, free_port, get, wait_until
+from harness.processes import PROBE, ROOT, base_env, free_port, get, wait_until
 from tests.support.answers import ENVELOPE_HEADERS, header_names
 
 # A throwaway module under tmp_path (on PYTHONPATH, so the reloader watches it): the kit's

@@ -16,7 +16,7 @@ from flask import Flask
 from chassis.web import envelope
 from chassis.web.envelope import ERROR_STATUSES, error_answer
 from chassis.web.openapi import COMMON_ANSWERS
-from tests.processes import SLEEPY, Gunicorn, base_env, free_port, get
+from harness.processes import SLEEPY, Gunicorn, base_env, free_port, get
 from tests.support.answers import header_names, raw_header_names
 
 # The headers of every error envelope: the body's two, the writer's two, the tracking id.

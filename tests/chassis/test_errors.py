@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 
 from chassis.web.responses import ok
-from tests.conftest import LogReader
+from tests.support.flask_app import LogReader
 
 HEADER = "X-Tracking-ID"
 

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import pytest
 
 from chassis.serving.gevent_server import STOPPED_MID_REQUEST, listen_address
-from tests.apps import records
-from tests.processes import (
+from harness.apps import records
+from harness.processes import (
     PROBE,
     ROOT,
     Gunicorn,
@@ -37,7 +37,7 @@ from tests.processes import (
 )
 from tests.support.answers import ENVELOPE_HEADERS, header_names
 
-SLEEPY = "tests.apps.sleepy:app"
+SLEEPY = "harness.apps.sleepy:app"
 T = TypeVar("T")
 
 
@@ -159,7 +159,7 @@ def test_healthz_answers_the_envelope_with_the_tracking_id(
 
 def test_a_row_is_stored_and_read_back(tmp_path: Path, serve: Callable[..., GeventServer]) -> None:
     """POST a record then list it, on a SQLite file migrated as `make migrate` does (plus the
-    tests' own table, tests/apps/records.py)."""
+    tests' own table, harness/apps/records.py)."""
     database_url = f"sqlite:///{tmp_path / 'records.db'}"
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "heads"],

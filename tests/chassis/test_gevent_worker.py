@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-from tests.processes import Gunicorn, Load, free_port, get, serve_test_app, wait_until
-from tests.proxy import NGINX_DIR, Nginx, template_env
+from harness.processes import Gunicorn, Load, free_port, get, serve_test_app, wait_until
+from harness.proxy import NGINX_DIR, Nginx, template_env
 
 # gunicorn's own gevent worker waits out the 30 s graceful timeout; the kit's needs about 2 s
 # (an idle connection's 1 s, then the master's once-a-second check). The rest is margin for
 # a loaded machine: CI once saw 3.04 s.
 STOP_BOUND_S = 5.0
-# The server name the templates are rendered with (tests/proxy.py); nginx drops others.
+# The server name the templates are rendered with (harness/proxy.py); nginx drops others.
 HOST = {"Host": "kit.test"}
 
 

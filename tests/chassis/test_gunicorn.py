@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from chassis.settings import ServerSettings, Settings, read_or_exit
-from tests.processes import ROOT
+from harness.processes import ROOT
 
 
 def test_available_cpus_follows_the_cpu_affinity() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import AppFactory, LogReader
+from tests.support.flask_app import AppFactory, LogReader
 
 
 @pytest.mark.parametrize(

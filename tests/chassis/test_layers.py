@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT
+from harness.processes import ROOT
 
 CHASSIS = ROOT / "chassis"
 # Bottom first: a layer may import from its own and from those before it.

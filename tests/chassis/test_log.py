@@ -20,8 +20,8 @@ from flask.typing import ResponseReturnValue
 from chassis.observability.log import build_formatter
 from chassis.observability.tracking import NO_TRACKING_ID, tracking_scope
 from chassis.web.responses import ok
-from tests.conftest import AppFactory, LogReader
-from tests.processes import ROOT
+from harness.processes import ROOT
+from tests.support.flask_app import AppFactory, LogReader
 
 log = logging.getLogger("some.module")
 

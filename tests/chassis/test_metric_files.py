@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from chassis.observability.metric_files import LOCK_FILE, MetricFiles
-from tests.scrape import read_files, total, value
+from tests.support.scrape import read_files, total, value
 
 # prometheus_client's file writer and key, untyped there.
 _open: Callable[[str], Any] = MmapedDict

@@ -5,7 +5,7 @@ killed or recycled, with the metrics directory holding a bounded number of files
 Every server listens on 127.0.0.1, its metrics listener on a second free port, with the
 metrics directory the master makes for itself, as deployed (a test that reads the files
 after the server stopped names one with PROMETHEUS_MULTIPROC_DIR). Counted requests go to
-/test/sleep, which nothing else requests (the readiness probes of tests/processes.py ask
+/test/sleep, which nothing else requests (the readiness probes of harness/processes.py ask
 /healthz).
 """
 
@@ -34,8 +34,7 @@ from chassis.observability.metrics import current_metrics, service_version
 from chassis.scheduler.models import JobRun
 from chassis.settings import Settings, SettingsError
 from chassis.web.responses import ok
-from tests.conftest import AppFactory, migrate
-from tests.processes import (
+from harness.processes import (
     ROOT,
     SLEEPY,
     Gunicorn,
@@ -47,7 +46,8 @@ from tests.processes import (
     request,
     wait_until,
 )
-from tests.scrape import (
+from tests.support.flask_app import AppFactory, migrate
+from tests.support.scrape import (
     MONOTONIC,
     Series,
     parse,
@@ -116,7 +116,7 @@ def file_pid(name: str) -> int | None:
 def metered(
     directory: Path, worker_class: str = "sync", workers: int = 4, app: str = SLEEPY, **env: str
 ) -> Metered:
-    """Start the test app (tests/apps/sleepy.py) with `workers` workers of `worker_class`, a
+    """Start the test app (harness/apps/sleepy.py) with `workers` workers of `worker_class`, a
     metrics listener, SQLite in `directory`, and `env` on top; its metrics files where
     PROMETHEUS_MULTIPROC_DIR says, or in the master's own directory, as deployed."""
     directory.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ from openapi_spec_validator import validate
 from chassis.web.envelope import envelope_body
 from chassis.web.openapi import envelope_schema
 from chassis.web.responses import ok
-from tests.conftest import AppFactory
+from tests.support.flask_app import AppFactory
 
 COMMON = {"413", "429", "500"}
 DATABASE = {"503", "504"}

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chassis.web.operations import IntParam, TextParam, declaration, operation
 from chassis.web.responses import ok
-from tests.conftest import AppFactory
+from tests.support.flask_app import AppFactory
 
 
 class Body(BaseModel):

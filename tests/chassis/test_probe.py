@@ -18,7 +18,7 @@ import pytest
 
 from chassis.serving.probe import DEFAULT_PORT, TIMEOUT_S
 from chassis.settings import ServerSettings
-from tests.processes import ROOT, Gunicorn, base_env, free_port
+from harness.processes import ROOT, Gunicorn, base_env, free_port
 
 Server = Callable[[], AbstractContextManager[int]]
 

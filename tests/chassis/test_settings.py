@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from chassis.settings import DEVELOPMENT_SECRET_KEY, ServerSettings, Settings, SettingsError
+from harness.processes import ROOT
 from template.settings_docs import ENV_EXAMPLE, README, documented
-from tests.processes import ROOT
 
 # 64 hex digits, the shape `secrets.token_hex(32)` produces.
 GOOD_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"

@@ -28,9 +28,9 @@ from flask.typing import ResponseReturnValue
 
 from chassis.settings import Settings, SettingsError
 from chassis.web.responses import ok
+from harness.processes import Gunicorn, base_env, get, request, wait_until
 from tests.apps.spans import read_spans
-from tests.conftest import AppFactory, LogReader
-from tests.processes import Gunicorn, base_env, get, request, wait_until
+from tests.support.flask_app import AppFactory, LogReader
 
 TRACED_APP = "tests.apps.traced:app"
 HEX32 = re.compile(r"[0-9a-f]{32}")

@@ -20,7 +20,7 @@ from chassis.observability.tracking import (
     tracking_scope,
 )
 from chassis.web.responses import ok
-from tests.conftest import AppFactory, LogReader
+from tests.support.flask_app import AppFactory, LogReader
 
 HEADER = "X-Tracking-ID"
 UUID_HEX = r"^[0-9a-f]{32}$"

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from chassis.database.models import utcnow
 from chassis.database.upsert import Where, upsert
-from tests.apps.records import Record
+from harness.apps.records import Record
 
 # Seeded rows are an hour old, so "unchanged" never depends on two clock readings differing.
 AN_HOUR = dt.timedelta(hours=1)

@@ -1,6 +1,7 @@
 """compose.yaml's whole stack on a real Docker engine, for the tests that drive it through
 nginx: the kit's (tests/deploy/test_compose.py) and the example resource's
-(tests/app/items/test_deployed.py), which share one stack per session (tests/conftest.py).
+(tests/app/items/test_deployed.py), which share one stack per session (the `stack` fixture,
+tests/deploy/fixtures.py).
 
 The stack runs under a project name of its own and is removed with its volumes afterwards.
 A test that stops, restarts or recreates a container leaves the stack healthy and serving
@@ -17,8 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tests.engine import docker
-from tests.processes import ROOT, base_env, free_port, request, wait_until
+from harness.processes import ROOT, base_env, free_port, request, wait_until
+from tests.support.engine import docker
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 

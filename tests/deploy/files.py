@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.processes import ROOT
+from harness.processes import ROOT
 
 COMPOSE = ROOT / "compose.yaml"
 

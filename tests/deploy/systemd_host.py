@@ -1,7 +1,7 @@
 """deploy/systemd/kit.service installed in a container that boots Debian's systemd, for the
 tests that drive the unit with systemctl: the kit's (tests/deploy/test_systemd_boot.py) and
 the example resource's (tests/app/items/test_deployed.py), which share one booted container
-per session (tests/conftest.py).
+per session (tests/deploy/fixtures.py).
 
 One privileged container boots systemd as PID 1 (tests/images/systemd/Dockerfile); the unit
 is installed there unchanged, as its header's install steps say. Everything a step sends or
@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.engine import BASE, docker
-from tests.processes import ROOT
+from harness.processes import ROOT
+from tests.support.engine import BASE, docker
 
 UNIT = ROOT / "deploy" / "systemd" / "kit.service"
 DOCKERFILE = ROOT / "tests" / "images" / "systemd" / "Dockerfile"

@@ -21,8 +21,8 @@ import pytest
 
 from chassis.settings import DEFAULT_MAX_CONTENT_LENGTH
 from chassis.web.envelope import envelope_body
+from harness.processes import ROOT, resolve_gunicorn_conf
 from tests.deploy.files import compose_services, yaml_documents
-from tests.processes import ROOT, resolve_gunicorn_conf
 
 NGINX_TEMPLATES = [ROOT / "nginx" / "templates", ROOT / "nginx" / "tls"]
 NGINX_FILES = [*ROOT.glob("nginx/*/*.template"), *ROOT.glob("nginx/kit/*.conf")]

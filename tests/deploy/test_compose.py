@@ -24,9 +24,9 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from harness.processes import ROOT, base_env, free_port, request, wait_until
 from tests.deploy.compose_stack import Stack, healthy, lines_with
-from tests.engine import docker
-from tests.processes import ROOT, base_env, free_port, request, wait_until
+from tests.support.engine import docker
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from chassis.serving.probe import TIMEOUT_S
+from harness import programs
+from harness.processes import ROOT, base_env
 from tests.deploy.files import compose_services, yaml_file
-from tests.processes import ROOT, base_env
-from tests.support import programs
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"

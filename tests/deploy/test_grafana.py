@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import migrate
-from tests.processes import ROOT, SLEEPY, Gunicorn, base_env, free_port, get, wait_until
-from tests.scrape import parse, scrape_text, total
+from harness.processes import ROOT, SLEEPY, Gunicorn, base_env, free_port, get, wait_until
+from tests.support.flask_app import migrate
+from tests.support.scrape import parse, scrape_text, total
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "kit-dashboard.json"
 # Labels Prometheus itself puts on every series (the target's), and histograms' bucket bound.

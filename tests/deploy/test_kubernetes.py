@@ -23,11 +23,11 @@ import yaml
 from chassis.settings import ServerSettings, Settings, SettingsError, tcp_port
 from chassis.web.envelope import envelope_body
 from chassis.web.health import READINESS_TIMEOUT_S
+from harness import programs
+from harness.processes import ROOT, base_env, free_port
+from harness.proxy import ConfdNginx
 from tests.deploy.files import compose_services, yaml_documents, yaml_file
 from tests.nginx.test_kit_conf import ONE_MIB, send
-from tests.processes import ROOT, base_env, free_port
-from tests.proxy import ConfdNginx
-from tests.support import programs
 
 BASE = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VALIDATE = ROOT / ".venv" / "bin" / "kubernetes-validate"

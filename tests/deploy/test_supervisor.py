@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, base_env, free_port, get, wait_until
-from tests.support import programs
+from harness import programs
+from harness.processes import ROOT, base_env, free_port, get, wait_until
 
 PROGRAM = ROOT / "deploy" / "supervisor" / "kit.conf"
 SUPERVISORD = ROOT / ".venv" / "bin" / "supervisord"

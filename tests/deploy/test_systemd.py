@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, base_env, free_port, get
-from tests.support import programs
+from harness import programs
+from harness.processes import ROOT, base_env, free_port, get
 
 UNIT = ROOT / "deploy" / "systemd" / "kit.service"
 SYSTEMD_ANALYZE = programs.find("systemd-analyze")
@@ -171,13 +171,13 @@ def mdwe_available() -> bool:
 
 
 # Turns on MemoryDenyWriteExecute as systemd 254+ does, then becomes gunicorn serving the
-# kit's app with the tests' resource (tests/apps/records.py); the setting is inherited by
+# kit's app with the tests' resource (harness/apps/records.py); the setting is inherited by
 # every worker.
 MDWE_LAUNCHER = f"""
 import ctypes, os, sys
 if ctypes.CDLL(None, use_errno=True).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0):
     raise SystemExit("prctl(PR_SET_MDWE) failed: " + os.strerror(ctypes.get_errno()))
-gunicorn = ["-m", "gunicorn", "-c", "gunicorn.conf.py", "tests.apps.sleepy:app"]
+gunicorn = ["-m", "gunicorn", "-c", "gunicorn.conf.py", "harness.apps.sleepy:app"]
 os.execv(sys.executable, [sys.executable, *gunicorn])
 """
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from harness import programs
+from harness.processes import ROOT
 from tests.deploy.files import yaml_file
 from tests.deploy.test_container import dev_tool, run_checked
-from tests.processes import ROOT
-from tests.support import programs
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 CI = ROOT / ".github" / "workflows" / "ci.yml"
@@ -161,7 +161,7 @@ def test_check_job_runs_on_the_oldest_supported_python() -> None:
 
 
 def test_check_job_installs_every_program_the_list_gives_to_apt() -> None:
-    """The job's apt-get line installs exactly the packages of tests/programs.toml whose
+    """The job's apt-get line installs exactly the packages of harness/programs.toml whose
     `github` is "apt": a program added to the list for a test reaches the workflow too."""
     install = step_running("check", "apt-get install")["run"]
     line = install[install.index("apt-get install") :].replace("\\\n", " ").splitlines()[0]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.proxy import NGINX_DIR, template_env
 from tests.deploy.test_container import services
-from tests.engine import docker
 from tests.nginx.test_kit_conf import PLAIN, TLS, self_signed_certificate
-from tests.proxy import NGINX_DIR, template_env
+from tests.support.engine import docker
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import migrate
-from tests.processes import ROOT, Gunicorn, base_env, free_port
-from tests.proxy import NGINX_DIR, Nginx, render, template_env
-from tests.support import programs
+from harness import programs
+from harness.processes import ROOT, Gunicorn, base_env, free_port
+from harness.proxy import NGINX_DIR, Nginx, render, template_env
+from tests.support.flask_app import migrate
 
 pytestmark = pytest.mark.usefixtures("requires_nginx")
 
@@ -107,7 +107,7 @@ def upstream(requires_nginx: None, tmp_path_factory: pytest.TempPathFactory) -> 
         PROXY_FIX_X_PROTO="1",
         PROXY_FIX_X_HOST="1",
     )
-    server = Gunicorn(workdir, env, args=["tests.apps.sleepy:app"]).start()
+    server = Gunicorn(workdir, env, args=["harness.apps.sleepy:app"]).start()
     yield server
     server.stop()
 

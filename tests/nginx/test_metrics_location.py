@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.processes import SLEEPY, Gunicorn, base_env, free_port, get
+from harness.proxy import Nginx, template_env
 from tests.nginx.test_kit_conf import PLAIN, eventually, nginx_lines, send
-from tests.processes import SLEEPY, Gunicorn, base_env, free_port, get
-from tests.proxy import Nginx, template_env
 
 pytestmark = pytest.mark.usefixtures("requires_nginx")
 

@@ -3,8 +3,9 @@ compose.yaml's stack, and under the systemd unit's sandbox on SQLite.
 
 These are the example's end-to-end checks, deleted with it; the deployments' own promises
 are checked with the kit's endpoints in tests/deploy/. Both share their stack and their
-booted host with those tests (`stack` and `systemd_host`, tests/conftest.py); the tests
-that stop or recreate containers come last, in file order, and leave the stack serving.
+booted host with those tests (`stack` and `systemd_host`, tests/deploy/fixtures.py); the
+tests that stop or recreate containers come last, in file order, and leave the stack
+serving.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import time
 import pytest
 
 from chassis.serving.hooks import WORKER_CLASSES
+from harness.processes import ROOT, wait_until
 from tests.deploy.compose_stack import Stack, healthy, lines_with
 from tests.deploy.systemd_host import Host, sandbox_failures
-from tests.processes import ROOT, wait_until
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from werkzeug.test import TestResponse
 
-from tests.conftest import AppFactory
-from tests.processes import wait_until
+from harness.processes import wait_until
+from tests.support.flask_app import AppFactory
 
 HEADER = "X-Tracking-ID"
 

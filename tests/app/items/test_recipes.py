@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.checkout import copy_repository, nested_pytest_args, run
-from tests.processes import ROOT, Gunicorn, base_env, request
+from harness.processes import ROOT, Gunicorn, base_env, request
+from tests.support.checkout import copy_repository, nested_pytest_args, run
 
 # What the README says removing the example takes: its folders, its migration, two lines.
 EXAMPLE_PATHS = [
@@ -135,7 +135,7 @@ def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
         assert send(server, "GET", "/api/items")[0] == 404
     finally:
         server.stop()
-    # The chassis's own tests, which use a test-only resource (tests/apps/records.py), and
+    # The chassis's own tests, which use a test-only resource (harness/apps/records.py), and
     # the tests of the deploy files and of nginx (`nginx -t` under the stock nginx.conf).
     # The deployments themselves (compose up, systemd boot) take minutes; that nothing
     # outside the example's folder needs the example is checked by the next test.

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from chassis.scheduler.registry import Job
-from tests.processes import ROOT
+from harness.processes import ROOT
 
 START = dt.datetime(2026, 2, 27, 23, 59, 30, tzinfo=dt.UTC)
 

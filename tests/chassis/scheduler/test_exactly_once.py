@@ -1,7 +1,8 @@
 """chassis/scheduler/ under real gunicorn processes: each scheduled time runs exactly once across
 workers and instances, a killed holder's run is taken over, shutdown lets a run finish.
 
-Jobs come from tests/apps/jobs.py (the servers and readers from conftest.py): each writes JSON lines to the JOB_EVENTS file, evidence of
+Jobs come from tests/apps/jobs.py (the servers and readers from
+tests/support/scheduler_servers.py): each writes JSON lines to the JOB_EVENTS file, evidence of
 what ran where that is independent of the `job_runs` table it is compared with. Every
 server listens on 127.0.0.1, every test has a database of its own, every wait has a deadline.
 """
@@ -21,7 +22,9 @@ import pytest
 from sqlalchemy import Row
 
 from chassis.database.models import utcnow
-from tests.chassis.scheduler.conftest import (
+from harness.processes import Gunicorn
+from tests.support.flask_app import migrate
+from tests.support.scheduler_servers import (
     WORKER_CLASSES,
     Event,
     of_kind,
@@ -34,8 +37,6 @@ from tests.chassis.scheduler.conftest import (
     wait_for,
     worker_pids,
 )
-from tests.conftest import migrate
-from tests.processes import Gunicorn
 
 TICKS = "tests.apps.jobs:ticks"
 SLOW = "tests.apps.jobs:slow"

@@ -22,8 +22,8 @@ from chassis.database.models import utcnow
 from chassis.database.sessions import Database
 from chassis.scheduler import Job, LeaseLost, Run, lease
 from chassis.scheduler.models import JobRun
-from tests.apps.records import Record
-from tests.conftest import AppFactory
+from harness.apps.records import Record
+from tests.support.flask_app import AppFactory
 
 T0 = dt.datetime(2026, 11, 21, 11, 0, tzinfo=dt.UTC)
 ME = lease.Holder("host-a", 101, "aaaa")

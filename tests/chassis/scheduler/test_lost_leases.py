@@ -24,9 +24,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Row, create_engine, select
 
-from tests.apps import records
+from harness import programs
+from harness.apps import records
+from harness.processes import ROOT, Gunicorn, base_env, get, request
 from tests.apps.jobs import EFFECTS, create_effects_table
-from tests.chassis.scheduler.conftest import (
+from tests.support.flask_app import migrate
+from tests.support.scheduler_servers import (
     WORKER_CLASSES,
     Event,
     of_kind,
@@ -39,15 +42,12 @@ from tests.chassis.scheduler.conftest import (
     wait_for,
     worker_pids,
 )
-from tests.conftest import migrate
-from tests.processes import ROOT, Gunicorn, base_env, get, request
-from tests.support import programs
 
 EFFECT = "tests.apps.jobs:effects"
 SLOW_EFFECT = "tests.apps.jobs:slow_effects"
 LONG = "tests.apps.jobs:long"
 # The kit's app plus /test/pg-sleep (holds a pooled connection) and /test/records.
-SLEEPY = "tests.apps.sleepy:app"
+SLEEPY = "harness.apps.sleepy:app"
 SKEW_SECONDS = 50
 
 

@@ -24,9 +24,9 @@ from chassis.database.models import utcnow
 from chassis.database.sessions import get_session
 from chassis.scheduler import Registry, Run, Scheduler, lease
 from chassis.scheduler.models import JobRun
+from harness.processes import ROOT, base_env
 from tests.apps.jobs import EFFECTS, create_effects_table
-from tests.conftest import AppFactory, LogReader, migrate
-from tests.processes import ROOT, base_env
+from tests.support.flask_app import AppFactory, LogReader, migrate
 
 
 @pytest.fixture

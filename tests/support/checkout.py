@@ -9,8 +9,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.processes import ROOT, base_env
-from tests.support import programs
+from harness import programs
+from harness.processes import ROOT, base_env
 
 VENV_BIN = ROOT / ".venv" / "bin"
 

@@ -1,4 +1,5 @@
-"""Real gunicorn processes for tests: start on a free loopback port, wait, read logs, stop."""
+"""Real gunicorn processes for tests and benchmarks: start on a free loopback port, wait,
+read logs, stop."""
 
 from __future__ import annotations
 
@@ -211,11 +212,11 @@ class Gunicorn:
         return [line for line in lines if line.get("tracking_id") != PROBE["X-Tracking-ID"]]
 
 
-SLEEPY = "tests.apps.sleepy:app"
+SLEEPY = "harness.apps.sleepy:app"
 
 
 def serve_test_app(directory: Path, worker_class: str, **env: str) -> Gunicorn:
-    """Start the test app (tests/apps/sleepy.py) under gunicorn.conf.py: `worker_class`,
+    """Start the test app (harness/apps/sleepy.py) under gunicorn.conf.py: `worker_class`,
     two workers, JSON logs, SQLite in `directory`, and `env` on top."""
     values = {
         "GUNICORN_WORKER_CLASS": worker_class,

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for tests: a throwaway cluster they can stop, start and restart.
+"""A real PostgreSQL server for tests and benchmarks: a throwaway cluster to stop, start, restart.
 
 Reconnect tests must own the server outright, so this never touches a cluster the user runs:
 it runs initdb into a temporary directory and serves on a free 127.0.0.1 port with trust auth.
@@ -12,8 +12,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.processes import base_env, free_port
-from tests.support import programs
+from harness import programs
+from harness.processes import base_env, free_port
 
 # PostgreSQL refuses to run as root; under root the server runs as this system user instead.
 SYSTEM_USER = "postgres"
@@ -82,7 +82,7 @@ class PostgresServer:
     """A throwaway PostgreSQL cluster in `base_dir`, on a free 127.0.0.1 port.
 
     Under root the server runs as postgres, which must be able to enter every folder above
-    `base_dir`: tests.support.tempdirs.for_other_users makes such a folder."""
+    `base_dir`: harness.tempdirs.for_other_users makes such a folder."""
 
     def __init__(self, base_dir: Path) -> None:
         bindir = find_bindir()
@@ -151,7 +151,7 @@ class PostgresServer:
         extra = f"port = {self.port}\nunix_socket_directories = '{socket_dir}'\n"
         # Appending keeps the file's owner, which matters when root writes for postgres.
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write(f"\n# Added by tests/postgres.py{SETTINGS}{extra}")
+            conf.write(f"\n# Added by harness/postgres.py{SETTINGS}{extra}")
 
     def _running(self) -> bool:
         """Tell whether the postmaster is up; pg_ctl status exits 3 when it is not."""

@@ -1,7 +1,7 @@
 """A test-only app: the kit's app plus endpoints that wait or log, for server behaviour tests.
 
 The shipped app has no such endpoints; tests serve this one with
-`gunicorn -c gunicorn.conf.py tests.apps.sleepy:app`.
+`gunicorn -c gunicorn.conf.py harness.apps.sleepy:app`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from app import create_app
 from chassis.database.sessions import get_db, get_session
 from chassis.settings import current_settings, get_settings
 from chassis.web.responses import ok
-from tests.apps import records
+from harness.apps import records
 
 app = create_app()
 app.register_blueprint(records.bp)

@@ -1,11 +1,11 @@
-"""The programs the suite runs beside Python, found only through tests/programs.toml.
+"""The programs the suite runs beside Python, found only through harness/programs.toml.
 
 A test asks for a program by name: `require("wrk")` returns its path, or skips with the
 Debian package to install (fails under KIT_REQUIRE_SERVICES=1, as CI sets). A name the list
 does not hold is an error, so a new dependency cannot reach the suite without reaching
 .ci/run, which runs this file to learn what to install:
 
-    python3 tests/support/programs.py missing    # "package release" per missing program
+    python3 harness/programs.py missing    # "package release" per missing program
 
 Standard library only: .ci/run runs it before any virtual environment exists.
 """
@@ -20,13 +20,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-LIST = Path(__file__).resolve().parents[1] / "programs.toml"
+LIST = Path(__file__).resolve().parent / "programs.toml"
 REQUIRE_SERVICES = "KIT_REQUIRE_SERVICES"
 
 
 @dataclass(frozen=True)
 class Program:
-    """One table of tests/programs.toml."""
+    """One table of harness/programs.toml."""
 
     name: str
     package: str
@@ -84,7 +84,7 @@ def missing_reason(*names: str) -> str | None:
     if not absent:
         return None
     hints = "; ".join(f"{p.name}: {p.install_hint}" for p in absent)
-    return f"not installed: {hints} (tests/programs.toml says what needs each)"
+    return f"not installed: {hints} (harness/programs.toml says what needs each)"
 
 
 def require_service(reason: str) -> None:

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tests.processes import ROOT
+from harness.processes import ROOT
 
 
 def for_other_users(prefix: str) -> Path:

@@ -7,7 +7,7 @@ when KIT_STANDIN_IMAGES=1 (.ci/run sets it); elsewhere the engine pulls the real
 Each stand-in is labelled with a hash of what it is built from and rebuilt only when that
 changes, so a machine that kept its engine's images builds nothing.
 
-    python -m tests.engine     # build (or confirm) every stand-in, printing what it did
+    python -m tests.support.engine     # build (or confirm) every stand-in, printing what it did
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.processes import ROOT
-from tests.support import programs
+from harness import programs
+from harness.processes import ROOT
 
 IMAGES = ROOT / "tests" / "images"
 LABEL = "org.example.standin.hash"
@@ -166,5 +166,5 @@ def build_standins(log: bool = False) -> None:
 if __name__ == "__main__":
     reason = engine_unavailable_reason()
     if reason:
-        sys.exit(f"tests.engine: {reason}")
+        sys.exit(f"tests.support.engine: {reason}")
     build_standins(log=True)

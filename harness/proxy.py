@@ -1,4 +1,5 @@
-"""Real nginx for tests: render the shipped templates with nginx/render, run, read logs.
+"""Real nginx for tests and benchmarks: render the shipped templates with nginx/render, run,
+read logs.
 
 nginx runs under Debian's stock /etc/nginx/nginx.conf, unmodified, with the README's
 single-host steps applied: kit/ copied to /etc/nginx/kit, the template rendered into
@@ -25,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.processes import ROOT
-from tests.support import programs, tempdirs
+from harness import programs, tempdirs
+from harness.processes import ROOT
 
 NGINX_DIR = ROOT / "nginx"
 STOCK_DIR = Path("/etc/nginx")

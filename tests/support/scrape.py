@@ -10,7 +10,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chassis.observability.metric_files import collecting_registry
-from tests.processes import get
+from harness.processes import get
 
 # One time series: its sample name and its labels, sorted.
 Series = tuple[str, tuple[tuple[str, str], ...]]
