@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 PYTEST_ARGS ?=
 
-.PHONY: help install migrate revision serve dev serve-gevent test lint typecheck check bench bench-instructions lock settings-docs rename clean
+.PHONY: help runtime install migrate revision serve dev serve-gevent test lint typecheck check bench bench-instructions lock settings-docs rename clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,18 +23,30 @@ help: ## List the targets
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
+# Two installs from the one lock file. Serving needs the runtime dependencies alone;
+# testing, linting and type checking add the development group and every extra. The
+# runtime sync is --inexact, so serving after testing removes nothing testing installed.
+$(VENV)/.runtime: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --no-dev --inexact --python "$(PYTHON)"
+	@touch $@
+
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --all-extras --python "$(PYTHON)"
-	@touch $@
+	@touch $@ $(VENV)/.runtime
+
+runtime: $(VENV)/.runtime ## Create .venv with the runtime dependencies only (what serving needs)
 
 install: $(VENV)/.synced ## Create .venv from uv.lock (runtime and dev dependencies, every extra)
 
-migrate: install ## Apply database migrations (alembic upgrade heads)
+# Every setting is validated first, in one line each, before anything slow runs.
+migrate: runtime ## Apply database migrations (alembic upgrade heads)
+	$(VENV)/bin/python -m chassis.settings
 	$(VENV)/bin/alembic upgrade heads
 
-revision: install ## Write a migration from model changes: make revision m="add widgets"
+revision: install migrate ## Write a migration from model changes: make revision m="add widgets"
 	@test -n "$(m)" || { echo 'usage: make revision m="what changed"'; exit 2; }
-	@# On the service's branch (label "service"); its first revision starts the branch.
+	@# On the service's branch (label "service"); its first revision starts the branch. The
+	@# database was migrated first: autogenerate compares the models with an up-to-date one.
 	if $(VENV)/bin/alembic heads | grep -q '(service)'; then \
 	  $(VENV)/bin/alembic revision --autogenerate -m "$(m)" --head service@head; \
 	else \

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 import app  # noqa: F401  the service's models, so Base.metadata holds their tables
 import chassis.scheduler.models  # noqa: F401  the chassis's own tables
-from chassis.database.engine import build_engine
+from chassis.database.engine import build_engine, unreachable
 from chassis.database.models import Base, UTCDateTime
 from chassis.observability.log import configure_logging
 from chassis.settings import Settings, current_settings, read_or_exit
@@ -69,7 +69,11 @@ def run_migrations_online(settings: Settings) -> None:
     # No statement timeout here: a migration may legitimately rewrite a large table.
     engine = build_engine(settings.model_copy(update={"db_statement_timeout_ms": 0}))
     try:
-        with engine.connect() as connection:
+        try:
+            connection = engine.connect()
+        except sa_exc.DBAPIError as exc:
+            raise SystemExit(unreachable(settings.database_url, exc)) from None
+        with connection:
             postgres = connection.dialect.name == "postgresql"
             if postgres:
                 # A session-level lock: it outlives the commit below and every migration's

@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, inspect, text
 from chassis.database.models import Base
 from chassis.settings import Settings
 from harness.postgres import PostgresServer
-from harness.processes import ROOT, base_env
+from harness.processes import ROOT, base_env, free_port
+from tests.support.checkout import copy_repository, run
 from tests.support.flask_app import AppFactory
 
 LOCK_ID = 7_331_001  # migrations/env.py's MIGRATION_LOCK_ID
@@ -171,7 +172,11 @@ def test_a_migration_blocked_by_a_long_transaction_never_stalls_the_tables_queri
     extra = tmp_path / "versions"
     extra.mkdir()
     (extra / "lock0003_alter_job_runs.py").write_text(ALTER_JOB_RUNS)
-    locations = [ROOT / "migrations" / "versions", ROOT / "chassis" / "migrations", extra]
+    locations = [
+        ROOT / "migrations" / "versions",
+        ROOT / "chassis" / "database" / "migrations",
+        extra,
+    ]
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", os.pathsep.join(map(str, locations)))
     failures: list[BaseException] = []
@@ -209,3 +214,79 @@ def test_a_migration_blocked_by_a_long_transaction_never_stalls_the_tables_queri
         engine.dispose()
     assert slowest < 3.0  # lock_timeout (2 s) plus scheduling; unbounded without it
     assert any("waited 2s for a table lock" in r.getMessage() for r in caplog.records)
+
+
+# A model the service gains in a copy: what `make revision` writes a migration for.
+GADGETS = """\
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chassis.database.models import Base
+
+
+class Gadget(Base):
+    __tablename__ = "gadgets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    colour: Mapped[str | None] = mapped_column(String(20))
+"""
+
+
+def test_make_revision_on_a_new_database_migrates_first_and_writes_a_clean_migration(
+    tmp_path: Path,
+) -> None:
+    """In a copy with no database yet, `make revision` applies the migrations first (no
+    "Target database is not up to date"), then writes a migration from a new model that
+    passes `make lint` as written: the project's own template and ruff's post-write hooks."""
+    checkout = copy_repository(tmp_path / "checkout")
+    (checkout / "app" / "gadgets.py").write_text(GADGETS)
+    factory = checkout / "app" / "__init__.py"
+    factory.write_text(factory.read_text() + "\nfrom app import gadgets  # noqa: E402, F401\n")
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
+    # -o: the copy shares this .venv; never let make re-sync it.
+    made = run(
+        checkout, "make", "-o", "install", "-o", "runtime", "revision", "m=add gadgets", env=env
+    )
+    assert "Running upgrade" in made.stdout + made.stderr
+    (migration,) = (checkout / "migrations" / "versions").glob("*_add_gadgets.py")
+    assert "gadgets" in migration.read_text()
+    run(checkout, "ruff", "check", str(migration))
+    run(checkout, "ruff", "format", "--check", str(migration))
+    run(checkout, "make", "-o", "install", "-o", "runtime", "migrate", env=env)
+    columns = inspect(create_engine(env["DATABASE_URL"])).get_columns("gadgets")
+    assert {column["name"] for column in columns} == {"id", "colour"}
+
+
+def test_an_unreachable_database_at_migrate_is_one_line_naming_its_host(tmp_path: Path) -> None:
+    """`alembic upgrade heads` against a PostgreSQL nobody listens for exits 1 with one line
+    naming DATABASE_URL's host and port, never its password, and no traceback."""
+    port = free_port()
+    url = f"postgresql://kit:sekret-password@127.0.0.1:{port}/kit"
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "alembic"), "upgrade", "heads"],
+        cwd=ROOT, env=base_env(DATABASE_URL=url), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"database unreachable: DATABASE_URL's 127.0.0.1:{port}: ")
+    assert "sekret" not in done.stdout + done.stderr
+
+
+def test_make_migrate_refuses_a_bad_setting_before_migrating(tmp_path: Path) -> None:
+    """A bad value (here a worker class gunicorn.conf.py refuses) stops `make migrate` with
+    one line naming it before any migration runs: no database is created."""
+    database = tmp_path / "never.db"
+    env = base_env(
+        PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        DATABASE_URL=f"sqlite:///{database}",
+        GUNICORN_WORKER_CLASS="eventlet",
+    )
+    done = subprocess.run(
+        ["make", "-o", "install", "-o", "runtime", "migrate"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert (
+        "configuration error: GUNICORN_WORKER_CLASS: must be one of sync, gevent, gthread "
+        "(got 'eventlet')"
+    ) in done.stderr
+    assert not database.exists()

@@ -133,3 +133,13 @@ def sqlite_begin_immediate(conn: Connection) -> None:
     # that reads and then writes cannot wait for the lock and fails at once with "database
     # is locked" when another process wrote in between.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def unreachable(database_url: str, exc: sa_exc.DBAPIError) -> str:
+    """One line saying which database could not be reached and why, for an entry point to
+    exit with: the host and port (or SQLite's file) of DATABASE_URL and the driver's first
+    line, never the password (the driver's message does not carry it)."""
+    url = make_url(database_url)
+    where = url.database if url.get_backend_name() == "sqlite" else f"{url.host}:{url.port or 5432}"
+    reason = str(exc.orig or exc).strip().split("\n", 1)[0]
+    return f"database unreachable: DATABASE_URL's {where}: {reason}"
