@@ -19,7 +19,15 @@ import pytest
 from sqlalchemy import NullPool, create_engine, text
 
 from harness.apps.sleepy import POOL_VARIABLES
-from harness.processes import Gunicorn, Load, base_env, get, in_parallel, serve_test_app
+from harness.processes import (
+    Gunicorn,
+    Load,
+    base_env,
+    get,
+    in_parallel,
+    serve_test_app,
+    wait_until,
+)
 
 WORKER_CLASSES = [pytest.param("sync", id="sync"), pytest.param("gevent", id="gevent")]
 
@@ -350,3 +358,20 @@ def test_preload_under_gevent_is_refused_with_a_logged_reason(
     assert any(m.startswith("GUNICORN_PRELOAD ignored") for m in messages)
     assert any("preload_app=False" in m for m in messages if m.startswith("ready:"))
     assert "MonkeyPatchWarning" not in server.stderr()
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_the_development_key_is_warned_of_once_per_server(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """Without SECRET_KEY outside production, the master says once that the development
+    key is in use; its three workers, and a HUP's new ones, say nothing more."""
+    server = serve_test_app(tmp_path, worker_class, APP_ENV="development", WEB_CONCURRENCY="3")
+    started.append(server)
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGHUP)
+    wait_until(
+        lambda: server.stderr().count("Worker ready (pid:") >= 6, 30, lambda: server.stderr()
+    )
+    said = server.stdout() + server.stderr()
+    assert said.count("SECRET_KEY is not set: using the fixed development key") == 1

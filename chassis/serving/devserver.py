@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ from werkzeug.utils import import_string
 from chassis.observability.log import configure_logging
 from chassis.observability.tracking import TrackingIdMiddleware, current_tracking_id
 from chassis.serving.gevent_server import GunicornConf, warn_about_scheduler
+from chassis.settings import development_secret_said, say_development_secret
 from chassis.web.envelope import error_answer
 
 if TYPE_CHECKING:
@@ -73,6 +75,21 @@ def load_failed(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
     return [answer.body]
 
 
+# werkzeug colours its own lines for a terminal (ANSI SGR codes); in a log they would be
+# escaped into text such as `\x1b[33m`, so they are taken out before the line is written.
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class WithoutTerminalStyles(logging.Filter):
+    """Remove terminal colour codes from a record's message (werkzeug's request lines and
+    its development-server warning)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _TERMINAL_STYLE.sub("", record.getMessage())
+        record.args = None
+        return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve on loopback, restarting on every change, until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m chassis.serving.devserver")
@@ -92,12 +109,15 @@ def main(argv: list[str] | None = None) -> None:
             f"only: 127.0.0.1, [::1] or localhost (got {conf.host})"
         )
     configure_logging(conf.settings)
+    logging.getLogger("werkzeug").addFilter(WithoutTerminalStyles())
     # The first process only holds the socket and restarts the second, which serves. Only
     # the second imports the app, so a module that fails to import never stops the first.
     if is_running_from_reloader():
+        development_secret_said()  # by the reloader, once for every restart to come
         app = load_app(args.app or conf.wsgi_app, conf.settings.tracking_id_header)
     else:
         warn_about_scheduler(conf.settings)
+        say_development_secret(conf.settings, log.warning)
         app = load_failed  # never called in this process
     run_simple(
         conf.host,

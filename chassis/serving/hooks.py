@@ -25,7 +25,15 @@ from chassis.observability.metric_files import MetricFiles
 from chassis.observability.metrics import current_metrics
 from chassis.observability.tracking import current_tracking_id, new_tracking_id
 from chassis.scheduler.runner import Scheduler, load_registry
-from chassis.settings import Settings, current_settings, get_settings, tcp_port, use_settings
+from chassis.settings import (
+    Settings,
+    current_settings,
+    development_secret_said,
+    get_settings,
+    say_development_secret,
+    tcp_port,
+    use_settings,
+)
 from chassis.web.envelope import error_answer
 
 # What gunicorn.conf.py gives gunicorn for each GUNICORN_WORKER_CLASS.
@@ -236,6 +244,9 @@ def log_configuration(server: Any, preload_refused: bool) -> None:
     )
     resolved = {key.removesuffix("_str"): getattr(cfg, key) for key in keys}
     server.log.info("ready: %s", " ".join(f"{k}={v}" for k, v in resolved.items()))
+    # Before the first fork: the workers inherit that it was said, and say it no more.
+    say_development_secret(current_settings(), server.log.warning)
+    development_secret_said()
 
 
 # A stopping worker gives running jobs graceful_timeout minus this, then hands them back.

@@ -2,7 +2,13 @@
 (`parsers`), and one set per process (`current`). Importing this package loads pydantic,
 never Flask or SQLAlchemy."""
 
-from chassis.settings.current import current_settings, get_settings, use_settings
+from chassis.settings.current import (
+    current_settings,
+    development_secret_said,
+    get_settings,
+    say_development_secret,
+    use_settings,
+)
 from chassis.settings.declarations import (
     DEFAULT_MAX_CONTENT_LENGTH,
     DEVELOPMENT_SECRET_KEY,
@@ -22,9 +28,11 @@ __all__ = [
     "Settings",
     "SettingsError",
     "current_settings",
+    "development_secret_said",
     "get_settings",
     "host_port",
     "read_or_exit",
+    "say_development_secret",
     "tcp_port",
     "use_settings",
 ]

@@ -9,6 +9,7 @@ settings it was built with (beside `get_db()`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chassis.settings.declarations import Settings
@@ -41,3 +42,23 @@ def get_settings(app: Flask | None = None) -> Settings:
         app = current_app
     settings: Settings = app.extensions["settings"]
     return settings
+
+
+# Whether a process that started this one said it already (see below).
+_development_secret_said = False
+
+
+def say_development_secret(settings: Settings, say: Callable[[str], object]) -> None:
+    """Say that SECRET_KEY is the fixed development key, unless a parent said it already.
+
+    Once per process tree: a gunicorn master says it when ready, before it forks, and its
+    workers inherit that it was said; the development server's reloader says it, and tells
+    the process it starts to serve (`development_secret_said`)."""
+    if settings.uses_development_secret and not _development_secret_said:
+        say(f"SECRET_KEY is not set: using the fixed development key (APP_ENV={settings.app_env})")
+
+
+def development_secret_said() -> None:
+    """Record that this process, or the one that started it, said it: its apps stay silent."""
+    global _development_secret_said
+    _development_secret_said = True

@@ -19,7 +19,7 @@ from chassis.database import sessions as db
 from chassis.observability.log import configure_logging
 from chassis.observability.tracking import TrackingIdMiddleware, current_tracking_id
 from chassis.scheduler.cli import cli as scheduler_cli
-from chassis.settings import Settings
+from chassis.settings import Settings, say_development_secret
 from chassis.web import apidocs, errors, health, metrics_listener, openapi
 from chassis.web.cookies import CookieSessionInterface
 from chassis.web.responses import JSONProvider
@@ -155,8 +155,5 @@ def build_app(import_name: str, settings: Settings) -> Flask:
     # id's included) and the metrics listener (METRICS_BIND), answered before anything else.
     metrics_listener.init_app(app, settings)
 
-    if settings.uses_development_secret:
-        log.warning(
-            "SECRET_KEY is not set: using the fixed development key (APP_ENV=%s)", settings.app_env
-        )
+    say_development_secret(settings, log.warning)
     return app

@@ -90,10 +90,30 @@ def describe(exc: ValidationError) -> str:
     for err in errors[:MAX_REPORTED_ERRORS]:
         # A field name is the client's own text (an unknown key): long ones are cut.
         field = ".".join(str(part) for part in err["loc"])[:100] or "body"
-        parts.append(f"{field}: {err['msg']}")
+        parts.append(f"{field}: {_rule(err)}")
     if len(errors) > MAX_REPORTED_ERRORS:
         parts.append(f"and {len(errors) - MAX_REPORTED_ERRORS} more errors")
     return "; ".join(parts)
+
+
+# pydantic checks the length of a `Text` after its validator, as of any sized value: its
+# message says "items". Text is counted in characters, as the path parameters say.
+_LENGTH_ERRORS = {"too_short", "too_long", "string_too_short", "string_too_long"}
+
+
+def _characters(count: int) -> str:
+    return f"{count} character" if count == 1 else f"{count} characters"
+
+
+def _rule(err: Any) -> str:
+    """The rule an error broke, in the words a client reads: lengths of text in characters."""
+    ctx = err.get("ctx", {})
+    text = err["type"].startswith("string") or ctx.get("field_type") == "Value"
+    if err["type"] not in _LENGTH_ERRORS or not text:
+        return str(err["msg"])
+    if "min_length" in ctx:
+        return f"must be at least {_characters(ctx['min_length'])}"
+    return f"must be at most {_characters(ctx['max_length'])}"
 
 
 def parse_int(raw: str | None, name: str, *, default: int, minimum: int, maximum: int) -> int:

@@ -184,6 +184,24 @@ def test_saving_a_watched_module_serves_the_new_code(
     assert server.output().count("Restarting with") >= 2  # the first start, then the reload
 
 
+def test_the_log_has_no_terminal_codes_and_one_development_key_warning(
+    tmp_path: Path, serve: Callable[..., DevServer]
+) -> None:
+    """werkzeug's coloured lines (a 404's request line, its own warning) reach the log as
+    plain text, and the development key is warned of once, not again on a reload."""
+    write_probe_app(tmp_path, "1")
+    server = serve(f"{PROBE_MODULE}:app")
+    wait_for_version(server, "1")
+    assert get(server.port, "/no-such-route")[0] == 404
+    write_probe_app(tmp_path, "22")
+    wait_for_version(server, "22", timeout=10)
+    output = server.output()
+    assert '"GET /no-such-route HTTP/1.1" 404' in output
+    assert "\x1b" not in output
+    assert "\\x1b" not in output
+    assert output.count("SECRET_KEY is not set: using the fixed development key") == 1
+
+
 def test_changing_an_extra_file_restarts_the_server(
     tmp_path: Path, serve: Callable[..., DevServer]
 ) -> None:

@@ -182,3 +182,23 @@ def test_body_at_the_size_limit_is_accepted(
     response = db_client.post("/api/items", data=body, content_type="application/json")
     assert response.status_code == 201
     assert stored(db_client)["total"] == before["total"] + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "msg"),
+    [
+        pytest.param({"name": ""}, "name: must be at least 1 character", id="name-empty"),
+        pytest.param({"name": "n" * 101}, "name: must be at most 100 characters", id="name-long"),
+        pytest.param(
+            {"name": "nut", "note": "x" * 1001},
+            "note: must be at most 1000 characters",
+            id="note-long",
+        ),
+    ],
+)
+def test_a_length_error_counts_characters(
+    db_client: FlaskClient, body: dict[str, Any], msg: str
+) -> None:
+    """A body's text too short or too long is said in characters, as a path parameter's is,
+    never in pydantic's "items"."""
+    assert refusal(db_client.post("/api/items", json=body)) == msg
