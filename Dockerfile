@@ -50,7 +50,7 @@ WORKDIR /app
 # pyproject.toml change. --locked fails the build if the lock is stale; --no-dev leaves out
 # pytest, mypy, ruff and the linters. The project itself is never installed (package =
 # false in pyproject.toml): its code is copied below and runs from /app. No extras: for
-# tracing (TRACING_ENABLED) add `--extra tracing` to the command (README: "Tracing").
+# tracing (TRACING_ENABLED) add `--extra tracing` to the command (docs/tracing.md).
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \

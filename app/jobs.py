@@ -1,7 +1,7 @@
 """The service's scheduled jobs: the chassis's history purge first, then yours, declared on
 `jobs` the same way.
 
-SCHEDULER_ENABLED=true runs them (README: "Scheduled jobs"); SCHEDULER_JOBS points at
+SCHEDULER_ENABLED=true runs them (docs/scheduler.md: "Scheduled jobs"); SCHEDULER_JOBS points at
 another registry if you keep yours elsewhere.
 """
 

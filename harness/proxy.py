@@ -1,7 +1,7 @@
 """Real nginx for tests and benchmarks: render the shipped templates with nginx/render, run,
 read logs.
 
-nginx runs under Debian's stock /etc/nginx/nginx.conf, unmodified, with the README's
+nginx runs under Debian's stock /etc/nginx/nginx.conf, unmodified, with docs/nginx.md's
 single-host steps applied: kit/ copied to /etc/nginx/kit, the template rendered into
 /etc/nginx/conf.d/kit.conf, sites-enabled/default removed. A hand-written outer file would
 hide exactly the clashes users meet (a directive the stock file already sets).
@@ -115,7 +115,7 @@ class Nginx:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def configure(self) -> subprocess.CompletedProcess[str]:
-        """Copy the stock /etc/nginx, apply the README's single-host steps, run `nginx -t`."""
+        """Copy the stock /etc/nginx, apply docs/nginx.md's single-host steps, run `nginx -t`."""
         rendered = render(self.template, self.variables)
         assert rendered.returncode == 0, rendered.stderr
         etc = self.dir / "etc"

@@ -3,8 +3,8 @@ orders-api`), from the project root.
 
 The current name is `[tool.template] name` in pyproject.toml. It is a whole word in file and
 directory names, code, tests, deploy files, the image, the systemd unit and supervisor
-program, the Linux user, the Kubernetes objects and the README, and it is replaced in the
-spelling each place needs:
+program, the Linux user, the Kubernetes objects, the README and docs/, and it is replaced in
+the spelling each place needs:
 
 - `KIT_...` style (environment variables): upper case with underscores, `ORDERS_API_...`;
 - next to an underscore (Python and nginx names, `kit_json`): `orders_api_json`;

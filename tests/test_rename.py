@@ -107,7 +107,7 @@ def test_the_renamed_copy_passes_the_tests_where_the_name_matters(
 
 
 def test_the_renamed_nginx_files_pass_nginx_t(copy: Path, requires_nginx: None) -> None:
-    """The renamed includes and site, placed as the README says, load under Debian's stock
+    """The renamed includes and site, placed as docs/nginx.md says, load under Debian's stock
     nginx.conf: `nginx -t` run by the copy's own test helper."""
     code = (
         "import sys, tempfile; from pathlib import Path; "

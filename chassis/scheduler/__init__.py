@@ -5,7 +5,7 @@ gunicorn worker (or one `flask scheduler run` process) computes the due times, a
 database decides who runs each one: the unique (job, scheduled_at) row in `job_runs` is
 inserted by exactly one process, which holds a lease on it while the job runs; every lease
 time is the database's clock, and a job's work commits only while its process holds the
-run (`Run` states the contract). README: "Scheduled jobs".
+run (`Run` states the contract). docs/scheduler.md: "Scheduled jobs".
 """
 
 from chassis.scheduler.lease import LeaseLost

@@ -204,7 +204,7 @@ class Settings(Declared):
         "console",
         """Where each worker's spans go: console writes one JSON line per span on stdout;
         module:attribute names a callable returning an OpenTelemetry SpanExporter, such as
-        an OTLP exporter class (README: Tracing).""",
+        an OTLP exporter class (docs/tracing.md).""",
         accepts="console, or module:attribute",
     )
 
@@ -272,7 +272,7 @@ class Settings(Declared):
     @classmethod
     def _tracinginstalled(cls, value: bool) -> bool:
         if value and not installed("opentelemetry.sdk"):
-            raise ValueError("needs the tracing extra: uv sync --extra tracing (README: Tracing)")
+            raise ValueError("needs the tracing extra: uv sync --extra tracing (docs/tracing.md)")
         return value
 
     @field_validator("tracing_exporter")

@@ -37,21 +37,21 @@ FORGED = "203.0.113.77"
 # --- Up and serving -------------------------------------------------------------------
 
 
-def readme_compose_commands() -> str:
-    """The shell block under the README's "Docker Compose" heading."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Docker Compose", 1)[1]
+def documented_compose_commands() -> str:
+    """The shell block under the "Docker Compose" heading of docs/deploy.md."""
+    page = (ROOT / "docs" / "deploy.md").read_text()
+    section = page.split("\n## Docker Compose\n", 1)[1]
     return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-def test_readme_compose_commands_work_verbatim() -> None:
-    """The README's commands, run as written, bring up a stack that answers through nginx
+def test_documented_compose_commands_work_verbatim() -> None:
+    """docs/deploy.md's commands, run as written, bring up a stack that answers through nginx
     (only the project name and the published port come from the environment)."""
-    project, port = f"kit-readme-{secrets.token_hex(4)}", free_port()
+    project, port = f"kit-docs-{secrets.token_hex(4)}", free_port()
     env = base_env(COMPOSE_PROJECT_NAME=project, HTTP_PORT=str(port))
     try:
         done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", readme_compose_commands()],
+            ["bash", "-euo", "pipefail", "-c", documented_compose_commands()],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
             stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip

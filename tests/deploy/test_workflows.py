@@ -1,5 +1,5 @@
 """.github/: the workflows pass actionlint and GitHub's workflow schema, dependabot.yml passes
-Dependabot's, and ci.yml does what the README says: its `check` job runs the make targets
+Dependabot's, and ci.yml does what docs/testing.md says: its `check` job runs the make targets
 .ci/run runs, and its `compose` job starts the real stack, sends requests through nginx and
 removes the stack again.
 

@@ -441,7 +441,7 @@ class Vanishing:
 def test_only_idempotent_methods_are_resent_to_another_upstream(
     start_nginx: Any, upstream: Gunicorn, method: str, resent: bool
 ) -> None:
-    """What the README says of retries: with two upstream servers (a name that resolves to
+    """What docs/nginx.md says of retries: with two upstream servers (a name that resolves to
     two addresses, or compose's --scale), a request whose server received it and vanished is
     sent again to the other for GET, PUT and DELETE (idempotent in HTTP), never for POST
     or PATCH, which get the 502 envelope."""
