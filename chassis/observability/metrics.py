@@ -42,6 +42,7 @@ from sqlalchemy import Engine, QueuePool, event
 
 from chassis.observability import metric_files
 from chassis.observability.tracking import CloseHook
+from chassis.settings import PYPROJECT
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -53,8 +54,6 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # The scheduler looks for due times every 0.5 s; a lag of minutes is a scheduler in trouble.
 LAG_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-# The service's version is pyproject.toml's, beside the chassis in a checkout and the image.
-PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
 class Metrics:

@@ -3,6 +3,7 @@
 never Flask or SQLAlchemy."""
 
 from chassis.settings.current import (
+    PYPROJECT,
     current_settings,
     development_secret_said,
     get_settings,
@@ -24,6 +25,7 @@ __all__ = [
     "DEVELOPMENT_SECRET_KEY",
     "MIN_PRODUCTION_SECRET_LENGTH",
     "PLACEHOLDER_SECRETS",
+    "PYPROJECT",
     "ServerSettings",
     "Settings",
     "SettingsError",

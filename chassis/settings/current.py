@@ -10,9 +10,13 @@ settings it was built with (beside `get_db()`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chassis.settings.declarations import Settings
+
+# The service's pyproject.toml: beside the chassis, in a checkout and in the image (/app).
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 if TYPE_CHECKING:
     from flask import Flask

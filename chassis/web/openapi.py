@@ -24,7 +24,6 @@ from __future__ import annotations
 import http
 import re
 import tomllib
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app
@@ -33,7 +32,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
 from chassis.observability.tracking import VALID_TRACKING_ID
-from chassis.settings import get_settings
+from chassis.settings import PYPROJECT, get_settings
 from chassis.web.envelope import DATETIME_HEADER, ERROR_STATUSES
 from chassis.web.operations import Operation, declaration
 
@@ -41,7 +40,6 @@ SPEC_PATH = "/openapi.json"
 # Blueprints (and Flask's static route) that serve documents, not the API.
 UNDOCUMENTED = {"openapi", "apidocs", "static"}
 REF = "#/components/schemas/{model}"
-PROJECT_FILE = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 # A route variable, with its converter: `<id>`, `<int:n>`, `<string(length=2):code>`.
 _VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
@@ -281,7 +279,7 @@ def _link(paths: dict[str, dict[str, Any]], schemas: dict[str, Any]) -> None:
 def _info(app: Flask) -> dict[str, Any]:
     """The service's name, version and description, from its pyproject.toml."""
     try:
-        project = tomllib.loads(PROJECT_FILE.read_text())["project"]
+        project = tomllib.loads(PYPROJECT.read_text())["project"]
     except (OSError, KeyError, tomllib.TOMLDecodeError):
         project = {}
     return {

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -549,3 +550,9 @@ def test_route_label_is_the_url_rule_and_no_label_takes_a_clients_value(
         ): 1.0,
     }
     assert grown == expected
+
+
+def test_the_build_info_carries_pyproject_s_version() -> None:
+    """The version app_build_info reports is the service's own, not "unknown"."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert service_version() == project["version"]

@@ -3,6 +3,7 @@ the envelope and the tracking header around every answer, and links between oper
 
 from __future__ import annotations
 
+import tomllib
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from openapi_spec_validator import validate
 from chassis.web.envelope import envelope_body
 from chassis.web.openapi import envelope_schema
 from chassis.web.responses import ok
+from harness.processes import ROOT
 from tests.support.flask_app import AppFactory
 
 COMMON = {"413", "429", "500"}
@@ -202,3 +204,14 @@ def test_real_answers_match_their_documented_schema(
     # The schema's references (#/components/...) resolve in a root that holds them.
     validator = Draft202012Validator({**schema, "components": doc["components"]})
     assert [error.message for error in validator.iter_errors(response.json)] == []
+
+
+def test_the_document_is_titled_with_the_services_name_and_version(app: Flask) -> None:
+    """`info` is pyproject.toml's name, version and description (what a rename changes)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    info = app.test_client().get("/openapi.json").get_json()["info"]
+    assert (info["title"], info["version"], info["description"]) == (
+        project["name"],
+        project["version"],
+        project["description"],
+    )
