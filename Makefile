@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 PYTEST_ARGS ?=
 
-.PHONY: help runtime install migrate revision serve dev serve-gevent test lint typecheck check bench bench-instructions lock settings-docs rename clean
+.PHONY: help runtime install migrate revision serve dev serve-gevent test lint typecheck check bench bench-instructions lock settings-docs update rename clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-instructions: install ## Instructions per request, kit against bare Flask 
 
 settings-docs: install ## Rewrite .env.example and the README's table from chassis/settings/declarations.py
 	$(VENV)/bin/python -m template.settings_docs
+
+update: install ## Take the template's changes (copier update), then name any conflicted file
+	$(VENV)/bin/python template/update.py $(args)
 
 rename: ## Rename the service everywhere: make rename name=orders-api
 	@test -n "$(name)" || { echo 'usage: make rename name=orders-api'; exit 2; }

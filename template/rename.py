@@ -52,8 +52,21 @@ def word(name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9])({alternatives})(?![A-Za-z0-9])")
 
 
+# The template's own identity, which a service made from it does not keep: the README's
+# title and the description /openapi.json and /docs show (pyproject.toml's). Each is
+# replaced once, by the service's own; a renamed project holds them no more.
+TEMPLATE_IDENTITY = {
+    ": a Flask production template\n": ": a Flask service\n",
+    '"A Flask service template that is correct under production load: gunicorn, nginx, '
+    'PostgreSQL, containers."': '"The {new} service, on a Flask production chassis."',
+}
+
+
 def rewrite(text: str, old: str, new: str, project: str) -> str:
-    """`text` with the project name and every spelling of `old` replaced by `new`'s."""
+    """`text` with the template's identity, the project name and every spelling of `old`
+    replaced by `new`'s."""
+    for template_text, service_text in TEMPLATE_IDENTITY.items():
+        text = text.replace(template_text, service_text.format(new=new))
     text = text.replace(project, new)
 
     def spelled(match: re.Match[str]) -> str:

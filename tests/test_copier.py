@@ -7,14 +7,17 @@ fetch from the template's remote. Uncommitted changes here are not part of it.""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from harness import programs
-from harness.processes import ROOT
+from harness.processes import ROOT, base_env
 from template.rename import current_name, project_files, rewrite, word
 from tests.support.checkout import nested_pytest_args, run
 
@@ -192,3 +195,32 @@ def test_the_updated_project_passes_its_tests(updated: Path, older: str, tmp_pat
     summary = done.stdout.strip().splitlines()[-1]
     assert " passed" in summary, done.stdout
     assert "failed" not in summary, done.stdout
+
+
+def test_make_update_names_each_conflicted_file_and_fails(
+    template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An owner's change to a line the template also changed conflicts: `make update` (run
+    as template/update.py) exits 1 with one line naming the file; copier alone exits 0."""
+    older = git(template, "rev-parse", ORIGINS["flat-chassis"] or "HEAD")
+    project = tmp_path_factory.mktemp("conflict") / NAME
+    copier(ROOT, "copy", "--vcs-ref", older, "--data", f"name={NAME}", str(template), str(project))
+    conf = project / "gunicorn.conf.py"
+    # A line HEAD's gunicorn.conf.py changed too (its settings' name).
+    lines = conf.read_text().splitlines(keepends=True)
+    (changed,) = [i for i, line in enumerate(lines) if line.startswith("env = ")]
+    lines[changed] = "env = read_or_exit(ServerSettings.from_env)  # the owner's\n"
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "made with copier")
+    conf.write_text("".join(lines))
+    git(project, "commit", "--quiet", "--all", "--message", "the owner's change")
+    path = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "template" / "update.py"), "--vcs-ref", "HEAD", "--defaults"],
+        cwd=project, env=base_env(PATH=path), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "update: 1 conflicted, resolve and commit: gunicorn.conf.py"
+    )

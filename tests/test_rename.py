@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,17 @@ def test_no_trace_of_the_old_name_is_left(copy: Path) -> None:
         left += [f"{path}: {m.group(0)}" for m in old.finditer(f"{path}\n{text}")]
         left += [f"{path}: {PROJECT}"] if PROJECT in text else []
     assert left == []
+
+
+def test_the_service_takes_its_own_identity(copy: Path) -> None:
+    """The README's title and the description /openapi.json and /docs show are the
+    service's, not the template's."""
+    project = tomllib.loads((copy / "pyproject.toml").read_text())["project"]
+    assert (project["name"], project["description"]) == (
+        NEW,
+        f"The {NEW} service, on a Flask production chassis.",
+    )
+    assert (copy / "README.md").read_text().splitlines()[0] == f"# {NEW}: a Flask service"
 
 
 def test_renaming_again_changes_nothing(copy: Path) -> None:
