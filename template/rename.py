@@ -12,7 +12,8 @@ the spelling each place needs:
 
 The project name in pyproject.toml and uv.lock becomes the new name too. The CHANGELOG keeps
 the history as it was written. A longer name lengthens lines and can reorder imports, so the
-Python files are then put back in shape with ruff (from PATH or .venv) when it is there.
+Python files are then put back in shape with the project's ruff: .venv's, or the version
+uv.lock pins, installed into .tools/ (a `copier copy` project has no .venv yet).
 Running it twice with the same name changes nothing, which is what `copier update` needs
 (copier.yml runs it after each copy).
 """
@@ -122,13 +123,27 @@ def rename(root: Path, new: str) -> list[str]:
 
 def reformat(root: Path) -> str:
     """Sort imports and format the Python files with the project's ruff settings."""
-    # The project's own ruff first: another version may format differently.
-    ruff = shutil.which("ruff", path=str(root / ".venv" / "bin")) or shutil.which("ruff")
+    ruff = find_ruff(root)
     if ruff is None:
-        return "ruff not found: run `make lint` once `make install` has made .venv"
+        return "ruff could not be installed: run `make format` once `make install` works"
     for command in (["check", "--fix", "--select", "I", "--quiet"], ["format", "--quiet"]):
         subprocess.run([ruff, *command, "."], cwd=root, check=True)  # noqa: S603
     return "formatted the Python files (ruff)"
+
+
+def find_ruff(root: Path) -> str | None:
+    """The project's own ruff (another version may format differently): .venv's, else the
+    version uv.lock pins, installed into .tools/ with pip, as `copier copy` needs in a new
+    project with no .venv yet. Only then one on PATH."""
+    if found := shutil.which("ruff", path=str(root / ".venv" / "bin")):
+        return found
+    target = root / ".tools" / "ruff"
+    locked = tomllib.loads((root / "uv.lock").read_text()) if (root / "uv.lock").exists() else {}
+    version = next((p["version"] for p in locked.get("package", []) if p["name"] == "ruff"), None)
+    if version and not (target / "bin" / "ruff").exists():
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--target", str(target), f"ruff=={version}"], check=False)  # noqa: S603
+    return shutil.which("ruff", path=str(target / "bin")) or shutil.which("ruff")
 
 
 def main(argv: list[str] | None = None) -> int:

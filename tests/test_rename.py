@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from harness import programs
-from harness.processes import ROOT
+from harness.processes import ROOT, base_env
 from template.rename import current_name, project_files, rewrite, word
 from tests.support.checkout import copy_repository, nested_pytest_args, run
 
@@ -154,3 +154,24 @@ def test_the_renamed_kubernetes_files_build_with_kubectl_kustomize(copy: Path) -
     assert names
     assert all(name.startswith(NEW) for name in names), names
     assert {doc["metadata"]["labels"]["app.kubernetes.io/name"] for doc in objects} == {NEW}
+
+
+def test_a_rename_without_a_venv_still_formats_what_it_rewrote(tmp_path: Path) -> None:
+    """Where there is no .venv (a project `copier copy` just wrote), the rename installs the
+    ruff uv.lock pins into .tools/ and formats with it: the result passes `make lint`."""
+    repo = copy_repository(tmp_path / "repo")
+    (repo / ".venv").unlink()
+    long_name = "a-much-longer-service-name-than-before"
+    # PATH without this .venv, as copier's task runs: python3 is the machine's.
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p)
+    done = subprocess.run(
+        ["python3", "template/rename.py", long_name],
+        cwd=repo, env=base_env(PATH=path), capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "formatted the Python files (ruff)"
+    ruff = str(repo / ".tools" / "ruff" / "bin" / "ruff")
+    # The copy is no git work tree, so ruff cannot read .gitignore's /.tools/: say it here.
+    run(repo, ruff, "check", "--extend-exclude", ".tools", ".")
+    run(repo, ruff, "format", "--check", "--extend-exclude", ".tools", ".")
