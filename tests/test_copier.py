@@ -21,6 +21,11 @@ from harness.processes import ROOT, base_env
 from template.rename import current_name, project_files, rewrite, word
 from tests.support.checkout import nested_pytest_args, run
 
+# These tests make projects from the template's copier.yml. copier leaves that file out of
+# the projects it makes, so in one of them the tests skip, saying so, instead of failing.
+TEMPLATE_ONLY = "tests the template itself (copier.yml): this project was made from it"
+pytestmark = pytest.mark.skipif(not (ROOT / "copier.yml").exists(), reason=TEMPLATE_ONLY)
+
 NAME = "orders-api"
 OLD, PROJECT = current_name(ROOT)
 USER_LINE = "\n\n# The owner's own line: an update must keep it.\n"
@@ -224,3 +229,19 @@ def test_make_update_names_each_conflicted_file_and_fails(
     assert done.stdout.splitlines()[-1] == (
         "update: 1 conflicted, resolve and commit: gunicorn.conf.py"
     )
+
+
+def test_the_templates_own_tests_skip_in_a_project_saying_why(
+    updated: Path, tmp_path: Path
+) -> None:
+    """In a project made with copier, these tests skip with their reason: not a failure,
+    and not a reason such as a shallow clone."""
+    (updated / ".venv").unlink(missing_ok=True)
+    (updated / ".venv").symlink_to(ROOT / ".venv")
+    done = run(updated, "python", "-m", "pytest", *nested_pytest_args(tmp_path), "-rs",
+               "tests/test_copier.py", timeout=300)  # fmt: skip
+    assert TEMPLATE_ONLY in done.stdout
+    summary = done.stdout.strip().splitlines()[-1]
+    assert " skipped" in summary, done.stdout
+    assert "passed" not in summary, done.stdout
+    assert "failed" not in summary, done.stdout
