@@ -46,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.progress import Progress  # noqa: E402
 from bench.scenarios import KIT_ENV, ROWS, Row, available_rows  # noqa: E402
 from harness.processes import base_env, free_port  # noqa: E402
 
@@ -194,21 +195,26 @@ def wait_for_worker(proc: subprocess.Popen[bytes], log: Path) -> int:
 
 
 def per_request(
-    counter: Counter, rows: list[str], warmup: int, requests: int, jobs: int, work: Path
+    counter: Counter,
+    rows: list[str],
+    warmup: int,
+    requests: int,
+    jobs: int,
+    work: Path,
+    progress: Progress,
 ) -> dict[tuple[str, str], float]:
     """(total with `requests` - total with none) / `requests`, one request's cost, for each
-    row and app; `jobs` processes counted at a time (a count does not depend on it)."""
+    row and app; `jobs` processes counted at a time (a count does not depend on it), each
+    said by `progress` as it starts."""
+
+    def count(row: str, app: str, n: int) -> int:
+        progress.start(f"{row}, {app}, {n} requests")
+        process = count_gunicorn if ROWS[row].through_gunicorn else count_in_process
+        return process(counter, app, row, warmup, n, work)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         totals = {
-            (row, app, n): pool.submit(
-                count_gunicorn if ROWS[row].through_gunicorn else count_in_process,
-                counter,
-                app,
-                row,
-                warmup,
-                n,
-                work,
-            )
+            (row, app, n): pool.submit(count, row, app, n)
             for row in rows
             for app in APPS
             for n in (requests, 0)
@@ -259,11 +265,15 @@ def main() -> None:
     if args.counter == "instructions" and shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install valgrind (Debian, Ubuntu)")
     counter = Counter(args.counter)
+    # Two counted processes per row and app: with the N requests, and with none.
+    progress = Progress(len(args.rows) * len(APPS) * 2)
     work = Path(tempfile.mkdtemp(prefix="kit-bench-instructions-"))
     try:
         for app in APPS:
             prepare_database(app, work / f"{app}.db")
-        costs = per_request(counter, args.rows, args.warmup, args.requests, args.jobs, work)
+        costs = per_request(
+            counter, args.rows, args.warmup, args.requests, args.jobs, work, progress
+        )
         table = [(row, costs[row, "bare"], costs[row, "kit"]) for row in args.rows]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.instructions import APPS, Counter, machine  # noqa: E402
 from bench.plot import write_png  # noqa: E402
+from bench.progress import Progress  # noqa: E402
 from bench.scenarios import KIT_ENV  # noqa: E402
 from harness.postgres import PostgresServer, postgres_unavailable_reason  # noqa: E402
 from harness.processes import Gunicorn, base_env, free_port, get  # noqa: E402
@@ -305,14 +306,17 @@ def pairs_shown(shown: str, ratios: list[float]) -> str:
     return f"{shown}, median of {len(ratios)} pairs ({each})"
 
 
-def healthz_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
+def healthz_rows(report: Report, workdir: Path, args: argparse.Namespace, began: float) -> None:
     """The kit's /healthz against bare Flask's, each app on a gunicorn of its own, in
     --pairs alternating pairs; then each worker class's median throughput ratio and worker
     memory against their targets. The table shows each app's median run."""
+    progress = Progress(len(WORKER_CLASSES) * args.pairs * len(APPS), began)
     for worker_class in WORKER_CLASSES:
         runs: dict[str, list[Run]] = {name: [] for name in APPS}
         for _ in range(args.pairs):
             for name, app in APPS.items():
+                label = f"{name} /healthz, {worker_class}, c={HEALTHZ_CONNECTIONS}"
+                progress.start(f"healthz, {label}")
                 server = serve(workdir, app, worker_class, args)
                 try:
                     runs[name].append(
@@ -320,7 +324,7 @@ def healthz_rows(report: Report, workdir: Path, args: argparse.Namespace) -> Non
                             server,
                             "healthz",
                             name,
-                            f"{name} /healthz, {worker_class}, c={HEALTHZ_CONNECTIONS}",
+                            label,
                             "/healthz",
                             HEALTHZ_CONNECTIONS,
                             args.seconds,
@@ -348,13 +352,14 @@ def healthz_rows(report: Report, workdir: Path, args: argparse.Namespace) -> Non
         )
 
 
-def nginx_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
+def nginx_rows(report: Report, workdir: Path, args: argparse.Namespace, began: float) -> None:
     """The kit's /healthz straight to gunicorn, then through nginx to the same gunicorn, in
     --pairs alternating pairs; the median ratio against its target."""
     reason = nginx_unavailable_reason()
     if reason:
         report.notes.append(f"nginx rows skipped: {reason}")
         return
+    progress = Progress(len(WORKER_CLASSES) * args.pairs * 2, began)
     for worker_class in WORKER_CLASSES:
         server = serve(workdir, APPS["kit"], worker_class, args, **ONE_PROXY_HOP)
         label = f"kit /healthz, {worker_class}, c={HEALTHZ_CONNECTIONS}"
@@ -365,6 +370,7 @@ def nginx_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
                 # first direct run of the gevent server answered nothing in 5 s in each of
                 # five runs after the /healthz rows, its workers idle in gevent's hub; the
                 # cause is not known.
+                progress.start(f"nginx, {label}, direct")
                 runs["direct"].append(
                     measure(
                         server,
@@ -379,6 +385,7 @@ def nginx_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
                 )
                 variables = template_env(server.port, free_port())
                 proxy = Nginx(Path(tempfile.mkdtemp(dir=workdir)), NGINX_TEMPLATE, variables)
+                progress.start(f"nginx, {label}, through nginx")
                 try:
                     runs["nginx"].append(
                         measure(
@@ -412,20 +419,23 @@ def nginx_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
         report.notes.append(cpu_share_note(f"{what}, through nginx / direct", through, direct))
 
 
-def database_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
+def database_rows(report: Report, workdir: Path, args: argparse.Namespace, began: float) -> None:
     """50 ms inside PostgreSQL per request, sync against gevent, at 50 and 200 connections."""
     reason = postgres_unavailable_reason()
     if reason:
         report.notes.append(f"database rows skipped: {reason}")
         return
+    levels = (50, 200)
+    progress = Progress(len(levels) * len(WORKER_CLASSES), began)
     postgres = PostgresServer(workdir / "pg")
     postgres.start()
     try:
         url = postgres.create_database("bench")
         pool = args.workers * args.connections_per_worker
-        for connections in (50, 200):
+        for connections in levels:
             pair, answered_ms = {}, {}
             for worker_class in WORKER_CLASSES:
+                progress.start(f"database, pg_sleep 50 ms, {worker_class}, c={connections}")
                 server = serve(
                     workdir, "harness.apps.sleepy:app", worker_class, args, DATABASE_URL=url
                 )
@@ -536,13 +546,15 @@ def cpu_note(run: Run, ideal: float, answered_ms: float, args: argparse.Namespac
     )
 
 
-def cold_start_rows(report: Report, workdir: Path, args: argparse.Namespace) -> None:
+def cold_start_rows(report: Report, workdir: Path, args: argparse.Namespace, began: float) -> None:
     """Launch each app --cold-starts times per worker class, alternating kit and bare so
     that a busy moment of the machine falls on both; the kit's median against its target."""
+    progress = Progress(len(WORKER_CLASSES) * args.cold_starts * len(APPS), began)
     for worker_class in WORKER_CLASSES:
         seconds: dict[str, list[float]] = {name: [] for name in APPS}
         for _ in range(args.cold_starts):
             for name, app in APPS.items():
+                progress.start(f"cold-start, {name}, {worker_class}")
                 seconds[name].append(cold_start(workdir, app, worker_class, args))
         starts = {name: ColdStart(name, worker_class, tuple(seconds[name])) for name in APPS}
         report.cold_starts += starts.values()
@@ -557,7 +569,9 @@ def cold_start_rows(report: Report, workdir: Path, args: argparse.Namespace) -> 
         )
 
 
-RUNNERS: dict[str, Callable[[Report, Path, argparse.Namespace], None]] = {
+# Each row's runner: what it adds to the report, its working directory, the arguments, and
+# when the benchmark began (its progress lines count the time from there).
+RUNNERS: dict[str, Callable[[Report, Path, argparse.Namespace, float], None]] = {
     "healthz": healthz_rows,
     "nginx": nginx_rows,
     "database": database_rows,
@@ -638,6 +652,7 @@ def main() -> None:
     )
     parser.add_argument("--plot", type=Path, default=PLOT, help="where to write the PNG")
     args = parser.parse_args()
+    began = time.monotonic()
     if shutil.which("wrk") is None and set(args.rows) - {"cold-start"}:
         raise SystemExit("wrk not found: apt-get install wrk (Debian, Ubuntu)")
     report = Report(str(dt.datetime.now(dt.UTC).date()), machine(Counter("calls")))
@@ -647,7 +662,7 @@ def main() -> None:
     try:
         for row in ROWS:
             if row in args.rows:
-                RUNNERS[row](report, workdir, args)
+                RUNNERS[row](report, workdir, args, began)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if report.runs:

@@ -45,8 +45,13 @@ def wait_until(check: Callable[[], bool], timeout: float, failure: str | Callabl
 
 
 def base_env(**overrides: str) -> dict[str, str]:
-    """An environment with only what a server needs: PATH, HOME and the given variables."""
+    """An environment with only what a server needs: PATH, HOME and the given variables.
+
+    FLASK_SKIP_DOTENV=1 too: every entry point reads a `.env` it finds (chassis/settings/
+    declaring.py), and a developer's own, in the checkout, must not change what is tested
+    or measured."""
     env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
+    env["FLASK_SKIP_DOTENV"] = "1"
     env.update(overrides)
     return env
 

@@ -38,6 +38,16 @@ from tests.support.flask_app import AppFactory, ClosingClient, LogReader, migrat
 pytest_plugins = ["tests.deploy.fixtures"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ignore_env_file() -> Iterator[None]:
+    """Leave a developer's `.env` out, here and in every process started with this
+    environment: every entry point reads one (chassis/settings/declaring.py), and the suite
+    tests what it sets, not what a checkout's file says. harness's base_env does the same."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLASK_SKIP_DOTENV", "1")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """Put the root logger back as it was: create_app() installs a handler on it."""

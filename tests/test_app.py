@@ -52,7 +52,11 @@ def test_wsgi_module_holds_the_app(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={"APP_ENV": "test", "DATABASE_URL": f"sqlite:///{tmp_path}/app.db"},
+        env={
+            "APP_ENV": "test",
+            "DATABASE_URL": f"sqlite:///{tmp_path}/app.db",
+            "FLASK_SKIP_DOTENV": "1",
+        },
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "True"
@@ -66,7 +70,7 @@ def test_bad_setting_stops_wsgi_import_with_one_line() -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={"APP_ENV": "production"},
+        env={"APP_ENV": "production", "FLASK_SKIP_DOTENV": "1"},
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1

@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.instructions import Counter
+from bench.instructions import APPS, Counter
+from bench.progress import LINE
 from bench.scenarios import ROWS, available_rows
 from harness import programs
 from harness.processes import ROOT, base_env
@@ -27,7 +28,8 @@ VERDICT = re.compile(r"^- (.+): kit / bare = [\d.]+ \(target <= ([\d.]+)\): (?:m
 
 def test_every_row_is_counted_for_kit_and_bare_and_printed(tmp_path: Path) -> None:
     """Each row runs in-process or through gunicorn, for the kit and bare Flask, and the
-    table shows both counts, their ratio, the targets' verdicts and the command."""
+    table shows both counts, their ratio, the targets' verdicts and the command; each
+    counted process said on stderr as it starts, numbered among them all."""
     result = subprocess.run(
         [sys.executable, "bench/instructions.py", *QUICK],
         cwd=ROOT,
@@ -50,6 +52,14 @@ def test_every_row_is_counted_for_kit_and_bare_and_printed(tmp_path: Path) -> No
         (ROWS["gunicorn-healthz"].label, "1.15"),
     ]
     assert "command: " in result.stdout
+    progress = LINE.findall(result.stderr)
+    runs = [
+        f"{row}, {app}, {n} requests" for row in available_rows() for app in APPS for n in (3, 0)
+    ]
+    assert [(int(number), int(total)) for number, total, _ in progress] == [
+        (number, len(runs)) for number in range(1, len(runs) + 1)
+    ]
+    assert sorted(what for _, _, what in progress) == sorted(runs)
     # Every run's files were in the benchmark's own directory, removed at the end.
     assert list(tmp_path.iterdir()) == []
 

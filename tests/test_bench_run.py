@@ -18,6 +18,7 @@ from matplotlib.image import imread
 from matplotlib.text import Text
 
 from bench.plot import draw, write_png
+from bench.progress import LINE
 from bench.run import ColdStart, Report, Run, Target
 from harness import programs
 from harness.processes import ROOT, base_env
@@ -78,7 +79,8 @@ def test_plot_is_a_png_of_every_row_dated_and_naming_the_machine(tmp_path: Path)
 def test_short_run_prints_tables_verdicts_and_writes_the_plot(tmp_path: Path) -> None:
     """The nginx and cold-start rows, 1 s per load run, two pairs, one launch each: each
     comparison's median run is in the table with no error and each worker's PSS, every target has its verdict, the PNG is
-    written where --plot says, and nothing is left in the temporary directory."""
+    written where --plot says, nothing is left in the temporary directory, and each run was
+    said on stderr as it started, numbered within its row."""
     programs.require("wrk")
     temporary, plot = tmp_path / "tmp", tmp_path / "plots" / "bench.png"
     temporary.mkdir()
@@ -125,3 +127,9 @@ def test_short_run_prints_tables_verdicts_and_writes_the_plot(tmp_path: Path) ->
     )
     assert plot.read_bytes()[:8] == PNG_SIGNATURE
     assert list(temporary.iterdir()) == []
+    progress = [
+        (what.split(",")[0], int(n), int(of)) for n, of, what in LINE.findall(result.stderr)
+    ]
+    assert progress == [("nginx", n, 8) for n in range(1, 9)] + [
+        ("cold-start", n, 4) for n in range(1, 5)
+    ]

@@ -1,10 +1,10 @@
 """One set of settings per process, and the app's.
 
-A process reads its settings once: `current_settings()` reads the environment the first
-time and hands out that same object after. A gunicorn worker inherits the master's, and
-under gevent sizes the pool for its greenlets (`Settings.for_greenlets`) before the app is
-built; nothing is passed through `os.environ`. Inside the app, `get_settings()` is the
-settings it was built with (beside `get_db()`).
+A process reads its settings once: `current_settings()` reads the environment (over a
+`.env` file, `Declared.from_env`) the first time and hands out that same object after. A
+gunicorn worker inherits the master's, and under gevent sizes the pool for its greenlets
+(`Settings.for_greenlets`) before the app is built; nothing is passed through `os.environ`.
+Inside the app, `get_settings()` is the settings it was built with (beside `get_db()`).
 """
 
 from __future__ import annotations

@@ -1,16 +1,32 @@
 """How a declaration is made and read: `setting()` declares one variable with its reason,
 and `Declared` reads a mapping of variables with pydantic-settings' environment source,
-turning pydantic's errors into one `SettingsError` line naming the variable."""
+turning pydantic's errors into one `SettingsError` line naming the variable.
+
+One meaning for `.env`: every entry point reads it, under the process environment. Why all
+and not none: Flask's `flask` command loads `.flaskenv` and `.env` into the environment
+before it imports the app whenever python-dotenv is installed, and pydantic-settings
+requires python-dotenv. Short of replacing Flask's command, gunicorn, `make dev`, the
+migrations and `flask` agree only if the others read the same files the same way
+(`dotenv_files`). A variable set in the environment wins over the files; FLASK_SKIP_DOTENV=1
+(Flask's own switch) turns them off everywhere, as the test suite does. The image never
+contains a `.env` (.dockerignore).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Self
 
 from pydantic import Field, JsonValue, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    SettingsConfigDict,
+)
 from pydantic_settings.sources import PydanticBaseSettingsSource
 
 from chassis.settings.parsers import SettingsError
@@ -64,15 +80,19 @@ class Declared(BaseSettings):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
-        """Read and validate from `environ` (default: `os.environ`)."""
+        """Read and validate from `environ` (default: `os.environ` over the `.env` files)."""
         source = EnvSettingsSource(cls, case_sensitive=False, env_ignore_empty=True)
-        # The source reads os.environ when built; it reads `environ` instead, keys lowered
-        # as its case-insensitive lookup expects, blank values left out (as empty ones are).
-        source.env_vars = {
-            name.lower(): value
-            for name, value in (os.environ if environ is None else environ).items()
-            if value.strip()
-        }
+        if environ is None:
+            files = DotEnvSettingsSource(cls, env_file=dotenv_files(), case_sensitive=False)
+            # Keys lowered as the case-insensitive lookup expects, so the environment's
+            # LOG_LEVEL replaces the file's log_level; a bare `NAME` line sets nothing.
+            variables = {name: value for name, value in files.env_vars.items() if value is not None}
+            variables |= {name.lower(): value for name, value in os.environ.items()}
+        else:
+            variables = {name.lower(): value for name, value in environ.items()}
+        # The source reads os.environ when built; it reads `variables` instead, blank values
+        # left out (as empty ones are).
+        source.env_vars = {name: value for name, value in variables.items() if value.strip()}
         return cls(**source())
 
     @classmethod
@@ -80,6 +100,21 @@ class Declared(BaseSettings):
         """(NAME, declaration) for each variable, in declaration order."""
         for name, field in cls.model_fields.items():
             yield name.upper(), field
+
+
+def dotenv_files() -> list[Path]:
+    """The files the `flask` command loads (flask.cli.load_dotenv, Flask 3.1): the nearest
+    `.flaskenv` and `.env` from the working directory up, `.env` last so that it wins; none
+    when FLASK_SKIP_DOTENV is set to anything but 0, false or no."""
+    skip = os.environ.get("FLASK_SKIP_DOTENV", "")
+    if skip and skip.lower() not in ("0", "false", "no"):
+        return []
+    here = Path.cwd()
+    found = (
+        next((folder / name for folder in (here, *here.parents) if (folder / name).is_file()), None)
+        for name in (".flaskenv", ".env")
+    )
+    return [path for path in found if path is not None]
 
 
 def _first_error(exc: ValidationError) -> SettingsError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -210,12 +211,49 @@ def test_every_value_in_env_example_is_accepted_and_is_the_default() -> None:
             assert read == getattr(declared.from_env({}), name.lower()), name
 
 
-def test_from_env_never_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Given a mapping, only the mapping counts; direct construction reads nothing."""
+def test_from_env_never_reads_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a mapping, only the mapping counts, never the environment or a `.env` file;
+    direct construction reads nothing."""
+    (tmp_path / ".env").write_text("LOG_LEVEL=WARNING\nLOG_FORMAT=json\n")
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LOG_LEVEL", "ERROR")
-    assert Settings.from_env({}).log_level == "INFO"
-    assert Settings().log_level == "INFO"
-    assert Settings.from_env().log_level == "ERROR"
+    monkeypatch.delenv("FLASK_SKIP_DOTENV", raising=False)
+    assert (Settings.from_env({}).log_level, Settings.from_env({}).log_format) == ("INFO", "text")
+    assert (Settings().log_level, Settings().log_format) == ("INFO", "text")
+    assert (Settings.from_env().log_level, Settings.from_env().log_format) == ("ERROR", "json")
+
+
+@pytest.mark.parametrize(
+    ("skip", "read"),
+    [
+        pytest.param(None, ("WARNING", "json", "X-Request-ID"), id="env-over-flaskenv"),
+        pytest.param("0", ("WARNING", "json", "X-Request-ID"), id="skip-0-reads"),
+        pytest.param("1", ("INFO", "text", "X-Tracking-ID"), id="skip-1-reads-neither"),
+    ],
+)
+def test_from_env_reads_the_env_files_the_flask_command_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skip: str | None, read: tuple[str, ...]
+) -> None:
+    """From the process environment, the nearest `.flaskenv` and `.env` from the working
+    directory up fill in what it leaves unset, `.env` over `.flaskenv`, as `flask` loads
+    them; variables no declaration names (compose's) are left alone; FLASK_SKIP_DOTENV
+    turns both files off as it does for `flask`."""
+    (tmp_path / ".flaskenv").write_text("LOG_LEVEL=DEBUG\nLOG_FORMAT=json\n")
+    (tmp_path / ".env").write_text(
+        "log_level=WARNING\nTRACKING_ID_HEADER=X-Request-ID\nPOSTGRES_PASSWORD=x\nAPP_ENV=test\n"
+    )
+    (tmp_path / "below").mkdir()
+    monkeypatch.chdir(tmp_path / "below")
+    for name in ("LOG_LEVEL", "LOG_FORMAT", "TRACKING_ID_HEADER", "FLASK_SKIP_DOTENV"):
+        monkeypatch.delenv(name, raising=False)
+    if skip is not None:
+        monkeypatch.setenv("FLASK_SKIP_DOTENV", skip)
+    monkeypatch.setenv("APP_ENV", "development")
+    settings = Settings.from_env()
+    assert settings.app_env == "development"
+    assert (settings.log_level, settings.log_format, settings.tracking_id_header) == read
 
 
 def test_for_greenlets_sizes_the_pool_unless_it_was_set() -> None:
