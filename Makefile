@@ -68,9 +68,22 @@ serve-gevent: migrate ## Migrate, then serve with gevent alone: one process, no 
 test: install ## Run the whole test suite (PostgreSQL and nginx tests skip if absent)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Apart from `make test`: coverage.py's tracer slows every test (docs/development.md).
+# What it measures and how it reports: [tool.coverage] in pyproject.toml.
+.PHONY: coverage
+coverage: install ## The tests under coverage.py, then its report for app/ and chassis/ (PYTEST_ARGS as for test)
+	$(VENV)/bin/coverage run -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/coverage report
+
 lint: install ## ruff: lint and formatting
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# What `make lint` checks, fixed: the same two commands on the same paths, each told to fix.
+.PHONY: format
+format: install ## ruff: fix what lint reports (what it can), then format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 typecheck: install ## mypy --strict on app/, chassis/, harness/, tests/, bench/ and gunicorn.conf.py
 	$(VENV)/bin/mypy
@@ -93,8 +106,24 @@ rename: ## Rename the service everywhere: make rename name=orders-api
 	@test -n "$(name)" || { echo 'usage: make rename name=orders-api'; exit 2; }
 	$(PYTHON) template/rename.py "$(name)"
 
+# The example's table is taken down first, where DATABASE_URL's database has it (docs/resources.md).
+.PHONY: remove-example resource
+remove-example: install ## Delete the example resource (/api/items) and take its table down
+	$(VENV)/bin/python -m template.remove_example
+
+resource: install ## Add a resource (model, views, migration, tests): make resource name=widgets
+	@test -n "$(name)" || { echo 'usage: make resource name=widgets [singular=widget]'; exit 2; }
+	$(VENV)/bin/python -m template.resource "$(name)" $(if $(singular),--singular "$(singular)")
+
 lock: | $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock
+
+# uv.lock's version of each dependency pyproject.toml names, where a newer one is released
+# (uv asks the index); `uv lock --upgrade-package NAME` takes it, within pyproject's range.
+.PHONY: outdated
+outdated: | $(UV) ## List the direct dependencies with a newer release (needs the network)
+	@set -o pipefail; $(UV) tree --outdated --depth 1 --locked \
+	  | { grep -F '(latest:' || echo 'Every direct dependency is at its latest release.'; }
 
 clean: ## Remove the virtual environments and caches
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

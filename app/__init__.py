@@ -1,8 +1,8 @@
 """The service: its resources and jobs, on the chassis (`chassis/`).
 
 Each resource is a folder with its model, views and migration; it is registered below in
-one line. Deleting the example resource is deleting `app/items/`, its migration and that
-line (README: "Your own resources").
+one line. `make resource name=widgets` writes one and its line; `make remove-example`
+removes the example's (README: "Your own resources").
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The service's resources are folders: one is added, or the example removed, as the README
-says ("Your own resources"), in a copy of this repository, which must then still lint,
-type-check, migrate, serve through gunicorn and pass the tests, nginx's and the deploy
-files' included. These tests are the example's own, so they go with it."""
+"""The service's resources are folders: one is added (`make resource`), or the example
+removed (`make remove-example`), as the README says ("Your own resources"), in a copy of
+this repository, which must then still lint, type-check, migrate, serve through gunicorn and
+pass the tests, nginx's and the deploy files' included. These tests are the example's own,
+so they go with it; tests/test_journey_resources.py tests the two commands themselves."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import ast
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,15 @@ import pytest
 from harness.processes import ROOT, Gunicorn, base_env, request
 from tests.support.checkout import copy_repository, nested_pytest_args, run
 
-# What the README says removing the example takes: its folders, its migration, two lines.
+# What removing the example takes away: its folders, its migration, two lines.
 EXAMPLE_PATHS = [
     "app/items",
     "tests/app/items",
     "migrations/versions/20261121_0001_create_items.py",
 ]
 EXAMPLE_LINES = ["from app import items\n", "    app.register_blueprint(items.bp)\n"]
+# -o: the copy shares this .venv; never let make re-sync it.
+MAKE = ("make", "-o", "install", "-o", "runtime")
 
 
 @pytest.fixture
@@ -58,29 +60,13 @@ def send(server: Gunicorn, method: str, path: str, body: object = None) -> tuple
 
 
 def test_a_resource_is_a_folder_and_one_registration_line(checkout: Path, tmp_path: Path) -> None:
-    """A copy of app/items/ renamed to widgets, registered in one line, with the migration
-    `make revision` writes from its model, serves /api/widgets beside /api/items, and
-    /openapi.json documents its operations, linked as the example's are."""
+    """`make resource name=widgets` writes app/widgets/, its registration line and the
+    migration Alembic writes from its model; the service serves /api/widgets beside
+    /api/items, and /openapi.json documents its operations, linked as the example's are."""
     env = service_env(tmp_path)
-    widgets = checkout / "app" / "widgets"
-    shutil.copytree(checkout / "app" / "items", widgets)
-    for module in widgets.glob("*.py"):
-        text = module.read_text()
-        for old, new in (("Item", "Widget"), ("item", "widget"), ("ITEM", "WIDGET")):
-            text = text.replace(old, new)
-        module.write_text(text)
-    factory = checkout / "app" / "__init__.py"
-    text = factory.read_text().replace("from app import items", "from app import items, widgets")
-    text = re.sub(
-        r"( *)app\.register_blueprint\(items\.bp\)\n",
-        r"\g<0>\1app.register_blueprint(widgets.bp)\n",
-        text,
-    )
-    factory.write_text(text)
-
-    # -o: the copy shares this .venv; never let make re-sync it. `make revision` migrates
-    # the new database first.
-    run(checkout, "make", "-o", "install", "-o", "runtime", "revision", "m=create widgets", env=env)
+    run(checkout, *MAKE, "resource", "name=widgets", env=env)
+    factory = (checkout / "app" / "__init__.py").read_text()
+    assert "    app.register_blueprint(widgets.bp)\n" in factory
     (migration,) = (checkout / "migrations" / "versions").glob("*_create_widgets.py")
     assert re.search(r"create_table\(\s*\"widgets\"", migration.read_text())
 
@@ -110,19 +96,14 @@ def test_a_resource_is_a_folder_and_one_registration_line(checkout: Path, tmp_pa
 def test_removing_the_example_leaves_a_service_that_lints_migrates_and_serves(
     checkout: Path, tmp_path: Path
 ) -> None:
-    """Without app/items/, its migration and its line, the service lints, type-checks,
-    migrates (the chassis's job history alone) and serves, and the chassis's own database,
-    error, migration and factory tests still pass."""
+    """After `make remove-example`, without app/items/, its migration and its lines, the
+    service lints, type-checks, migrates (the chassis's job history alone) and serves, and
+    the chassis's own database, error, migration and factory tests still pass."""
     env = service_env(tmp_path)
-    for path in EXAMPLE_PATHS:
-        removed = checkout / path
-        shutil.rmtree(removed) if removed.is_dir() else removed.unlink()
-    factory = checkout / "app" / "__init__.py"
-    text = factory.read_text()
-    for line in EXAMPLE_LINES:
-        assert line in text
-        text = text.replace(line, "")
-    factory.write_text(text)
+    run(checkout, *MAKE, "remove-example", env=env)
+    assert [path for path in EXAMPLE_PATHS if (checkout / path).exists()] == []
+    factory = (checkout / "app" / "__init__.py").read_text()
+    assert [line for line in EXAMPLE_LINES if line in factory] == []
 
     run(checkout, "ruff", "check", ".")
     run(checkout, "ruff", "format", "--check", ".")
