@@ -20,6 +20,12 @@ from flask import Flask
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
+# The chassis's web layer (Flask, SQLAlchemy, pydantic's schemas, the API document) is
+# imported here, in the master, before it forks: every worker shares those pages copy-on-
+# write instead of importing a copy of its own after the fork. make bench's PSS row measured
+# a kit worker at +42 MiB over a bare Flask worker without it, +3 MiB with it. The service
+# (app/) is still imported by each worker, after the fork, unless GUNICORN_PRELOAD.
+import chassis.web.app  # noqa: F401
 from chassis.observability.log import access_fields, build_formatter, record_filter
 from chassis.observability.metric_files import MetricFiles
 from chassis.observability.metrics import current_metrics

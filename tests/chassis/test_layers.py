@@ -134,3 +134,23 @@ def test_build_app_is_still_importable_from_the_package() -> None:
     from chassis.web.app import build_app as home
 
     assert build_app is home
+
+
+def test_gunicorns_master_imports_the_web_layer_before_it_forks() -> None:
+    """gunicorn.conf.py, as the master runs it, has imported the chassis's web layer (so the
+    workers share its memory: make bench's PSS row) but not the service, which each worker
+    imports after the fork."""
+    code = (
+        "import runpy, sys; runpy.run_path('gunicorn.conf.py'); "
+        "print(sorted(m for m in ('chassis.web.app', 'chassis.database.sessions', "
+        "'sqlalchemy', 'app') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert ast.literal_eval(done.stdout.strip().splitlines()[-1]) == [
+        "chassis.database.sessions",
+        "chassis.web.app",
+        "sqlalchemy",
+    ]
