@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     # For types only: bench/run.py imports this module to draw its report.
-    from bench.run import Report, Run
+    from bench.report import Report, Run
 
 # One colour per side of a comparison, the same in every panel.
 COLOURS = {

@@ -33,29 +33,35 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
-import resource
-import shlex
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.instructions import APPS, Counter, machine  # noqa: E402
+from bench.load import QUICK, cold_start, measure, running, serve  # noqa: E402
 from bench.plot import write_png  # noqa: E402
 from bench.progress import Progress  # noqa: E402
-from bench.scenarios import KIT_ENV  # noqa: E402
+from bench.report import (  # noqa: E402
+    ColdStart,
+    Report,
+    Run,
+    Target,
+    cpu_share_note,
+    errors_target,
+    median_run,
+    pairs_shown,
+    ratio,
+    show,
+)
 from harness.postgres import PostgresServer, postgres_unavailable_reason  # noqa: E402
-from harness.processes import Gunicorn, base_env, free_port, get  # noqa: E402
+from harness.processes import free_port  # noqa: E402
 from harness.proxy import NGINX_DIR, Nginx, nginx_unavailable_reason, template_env  # noqa: E402
 
 ROWS = ("healthz", "nginx", "database", "cold-start")
@@ -68,11 +74,7 @@ COLD_STARTS = 5  # default for --cold-starts
 # Default for --pairs: single 5 s runs of two servers on this shared machine differ by 10%
 # and more, so a /healthz ratio is the median of alternating pairs.
 PAIRS = 3
-COLD_START_TIMEOUT_S = 60
 PLOT = ROOT / "docs" / "bench.png"  # default for --plot
-# gunicorn's quick shutdown: how a server ends is never measured, and a graceful one waits
-# up to a second for each gevent worker's loop to wake.
-QUICK = signal.SIGQUIT
 # The nginx rows: the shipped plain-HTTP site, and the one proxy hop every deployment behind
 # it trusts (set for the direct run too: the same gunicorn is measured both ways).
 NGINX_TEMPLATE = NGINX_DIR / "templates" / "kit.conf.template"
@@ -85,225 +87,6 @@ GEVENT_SHARE = 0.90  # gevent req/s at c=200 / (min(connections, pool) / 50 ms)
 GEVENT_OVER_SYNC = 18.0  # req/s at c=200, database-bound
 EXTRA_PSS_MIB = 10.0  # a kit worker's PSS over a bare worker's
 COLD_START_S = 1.0  # launch to the first 200, one worker
-
-
-@dataclass(frozen=True)
-class Run:
-    """One wrk run, and each gunicorn worker's PSS right after it."""
-
-    row: str  # the --rows name it belongs to
-    variant: str  # its side of the comparison: bare or kit, nginx, sync or gevent
-    label: str
-    rps: float
-    p99_ms: float
-    socket_errors: int  # wrk's connect, read, write and timeout errors
-    non_2xx: int  # answers with a status outside 2xx and 3xx
-    pss_mib: tuple[float, ...]
-    # CPU seconds per request, by process (gunicorn, PostgreSQL, wrk), where measured.
-    cpu_per_request: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ColdStart:
-    """Seconds from launching gunicorn (one worker) to the first 200 on /healthz."""
-
-    app: str  # bare or kit
-    worker_class: str
-    seconds: tuple[float, ...]  # one per launch
-
-    @property
-    def median(self) -> float:
-        """The median launch."""
-        return statistics.median(self.seconds)
-
-
-@dataclass(frozen=True)
-class Target:
-    """One target: what is measured, its value as printed, the target, and the verdict."""
-
-    what: str
-    value: str
-    target: str
-    met: bool
-
-    def line(self) -> str:
-        """The target as printed: `what: value (target ...): met`."""
-        return (
-            f"{self.what}: {self.value} (target {self.target}): {'met' if self.met else 'not met'}"
-        )
-
-
-@dataclass
-class Report:
-    """Everything one benchmark measured: what the tables, the verdicts and the plot show."""
-
-    date: str
-    machine: str
-    runs: list[Run] = field(default_factory=list)  # those the table shows
-    # The other runs of each comparison's pairs, which only the errors target counts.
-    unshown: list[Run] = field(default_factory=list)
-    cold_starts: list[ColdStart] = field(default_factory=list)
-    targets: list[Target] = field(default_factory=list)
-    # Lines printed beside the targets: other ratios worth knowing, rows skipped and why.
-    notes: list[str] = field(default_factory=list)
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds (user and system) of process `root`, of its live descendants, and of the
-    children it has reaped (/proc/<pid>/stat: utime, stime; cutime, cstime for the root)."""
-    total, pending = 0, [root]
-    while pending:
-        pid = pending.pop()
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            continue  # it exited meanwhile; its parent's cutime has it
-        # After the command's closing parenthesis: state is field 3, utime field 14.
-        utime, stime, cutime, cstime = (int(value) for value in stat[11:15])
-        total += utime + stime + (cutime + cstime if pid == root else 0)
-        pending += (int(child) for child in children)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    """CPU seconds of this process's reaped children (wrk, once it has exited)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def measure(
-    server: Gunicorn,
-    row: str,
-    variant: str,
-    label: str,
-    path: str,
-    connections: int,
-    seconds: int,
-    proxy: Nginx | None = None,
-    cpu_of: dict[str, int] | None = None,
-) -> Run:
-    """Run wrk against `server` (or through `proxy` in front of it, with the Host its site
-    answers to), then read the PSS of each of the server's workers. With `cpu_of` (names
-    and process ids), also the CPU each process tree and wrk used per request."""
-    port = server.port if proxy is None else proxy.port
-    # nginx closes a connection for any other Host without an answer (the template's 444).
-    host = [] if proxy is None else ["-H", f"Host: {proxy.variables['SERVER_NAME']}"]
-    trees = cpu_of or {}
-    before = {name: tree_cpu_seconds(pid) for name, pid in trees.items()}
-    before["wrk"] = children_cpu_seconds()
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
-         *host, f"http://127.0.0.1:{port}{path}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    ).stdout  # fmt: skip
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    if rps == 0:
-        raise SystemExit(f"{label}: no answer in {seconds} s\n{out}\n{server.stderr()[-3000:]}")
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
-    # wrk prints each line only when its count is not zero.
-    sockets = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    cpu: dict[str, float] = {}
-    if trees:
-        after = {name: tree_cpu_seconds(pid) for name, pid in trees.items()}
-        after["wrk"] = children_cpu_seconds()
-        requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-        cpu = {name: (after[name] - before[name]) / max(1, requests) for name in after}
-    return Run(
-        row,
-        variant,
-        label,
-        rps,
-        p99_ms,
-        sum(int(n) for n in sockets.groups()) if sockets else 0,
-        int(non_2xx.group(1)) if non_2xx else 0,
-        worker_pss(server),
-        cpu,
-    )
-
-
-def worker_pss(server: Gunicorn) -> tuple[float, ...]:
-    """Each worker's proportional set size in MiB: its private pages, plus its share of the
-    pages it shares with the master and the other workers (/proc/<pid>/smaps_rollup)."""
-    master = running(server).pid
-    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    sizes = []
-    for pid in workers:
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        sizes.append(int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.M).group(1)) / 1024)  # type: ignore[union-attr]
-    return tuple(sizes)
-
-
-def server_for(
-    workdir: Path, app: str, worker_class: str, workers: int, args: argparse.Namespace, **env: str
-) -> Gunicorn:
-    """gunicorn -c gunicorn.conf.py for `app` with the benchmark's settings, not started."""
-    values = {
-        **KIT_ENV,
-        "GUNICORN_WORKER_CLASS": worker_class,
-        "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_WORKER_CONNECTIONS": str(args.connections_per_worker),
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
-        **env,
-    }
-    run_dir = Path(tempfile.mkdtemp(dir=workdir))
-    return Gunicorn(run_dir, base_env(**values), args=[app])
-
-
-def serve(
-    workdir: Path, app: str, worker_class: str, args: argparse.Namespace, **env: str
-) -> Gunicorn:
-    """Start gunicorn for `app` with --workers workers; return once every one answers."""
-    return server_for(workdir, app, worker_class, args.workers, args, **env).start()
-
-
-def cold_start(workdir: Path, app: str, worker_class: str, args: argparse.Namespace) -> float:
-    """Seconds from launching gunicorn with one `worker_class` worker to the first 200 on
-    /healthz. Once the master has bound its port the probe waits in the listen backlog, so
-    it is answered the moment the worker accepts."""
-    server = server_for(workdir, app, worker_class, 1, args)
-    started = time.monotonic()
-    server.start(wait=False)
-    try:
-        while time.monotonic() - started < COLD_START_TIMEOUT_S:
-            try:
-                if get(server.port, "/healthz", timeout=COLD_START_TIMEOUT_S)[0] == 200:
-                    return time.monotonic() - started
-            except OSError:
-                pass  # not bound yet
-            if running(server).poll() is not None:
-                raise SystemExit(f"gunicorn exited:\n{server.stderr()}")
-            time.sleep(0.005)
-        raise SystemExit(f"no 200 after {COLD_START_TIMEOUT_S}s:\n{server.stderr()}")
-    finally:
-        server.stop(QUICK)
-
-
-def ratio(what: str, value: float, limit: float, shown: str) -> Target:
-    """A target of at least `limit`, the value shown as `shown = value`."""
-    return Target(what, f"{shown} = {value:.2f}", f">= {limit:.2f}", value >= limit)
-
-
-def median_run(runs: list[Run]) -> Run:
-    """The run with the median throughput (the upper one of an even count)."""
-    return sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
-
-
-def pairs_shown(shown: str, ratios: list[float]) -> str:
-    """`shown`, qualified as the median of the pairs' ratios, each listed."""
-    if len(ratios) == 1:
-        return shown
-    each = ", ".join(f"{value:.2f}" for value in ratios)
-    return f"{shown}, median of {len(ratios)} pairs ({each})"
 
 
 def healthz_rows(report: Report, workdir: Path, args: argparse.Namespace, began: float) -> None:
@@ -487,36 +270,6 @@ def database_rows(report: Report, workdir: Path, args: argparse.Namespace, began
         postgres.stop()
 
 
-def cpu_share_note(what: str, run: Run, other: Run) -> str:
-    """The CPU each request cost in `run` and in `other`, and the throughput ratio that the
-    two would have if the cores were the limit: `other`'s CPU per request over `run`'s.
-
-    With wrk, gunicorn (and nginx) on the same cores, a /healthz run keeps them busy, so
-    this ratio is what a quiet machine would measure; the req/s ratio adds the noise of
-    whatever else ran."""
-    cores = len(os.sched_getaffinity(0))
-
-    def spent(measured: Run) -> str:
-        total = sum(measured.cpu_per_request.values())
-        parts = " + ".join(
-            f"{seconds * 1e6:.0f} us {name}" for name, seconds in measured.cpu_per_request.items()
-        )
-        return f"{parts} = {total * 1e6:.0f} us (cores busy {measured.rps * total / cores:.0%})"
-
-    ratio_cpu = sum(other.cpu_per_request.values()) / sum(run.cpu_per_request.values())
-    return (
-        f"{what}: CPU per request {spent(run)} against {spent(other)}: "
-        f"{ratio_cpu:.2f} where the cores are the limit"
-    )
-
-
-def running(server: Gunicorn | Nginx) -> subprocess.Popen[bytes]:
-    """The main process of `server`, which has been started."""
-    if server.proc is None:
-        raise RuntimeError(f"{type(server).__name__} was never started")
-    return server.proc
-
-
 def cpu_note(run: Run, ideal: float, answered_ms: float, args: argparse.Namespace) -> str:
     """Where a gevent database run's time went, and the ideal once CPU time is counted.
 
@@ -577,54 +330,6 @@ RUNNERS: dict[str, Callable[[Report, Path, argparse.Namespace, float], None]] = 
     "database": database_rows,
     "cold-start": cold_start_rows,
 }
-
-
-def errors_target(runs: list[Run]) -> Target:
-    """No socket error and no non-2xx/3xx answer in any load run."""
-    sockets = sum(run.socket_errors for run in runs)
-    statuses = sum(run.non_2xx for run in runs)
-    return Target(
-        "errors",
-        f"{sockets} socket errors, {statuses} non-2xx/3xx answers in {len(runs)} load runs",
-        "0 in every run",
-        sockets == statuses == 0,
-    )
-
-
-def show(report: Report, plot: Path) -> None:
-    """Print the load runs and cold starts as Markdown tables, then the targets' verdicts."""
-    print("Throughput, memory and cold start, kit against bare Flask (bench/bare.py), 127.0.0.1.")
-    print(f"{report.date}; {report.machine}\n")
-    if report.runs:
-        print("| run | req/s | p99 ms | socket errors | non-2xx/3xx | worker PSS MiB |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for run in report.runs:
-            pss = ", ".join(f"{mib:.1f}" for mib in run.pss_mib)
-            print(
-                f"| {run.label} | {run.rps:.0f} | {run.p99_ms:.1f} | {run.socket_errors} "
-                f"| {run.non_2xx} | {pss} |"
-            )
-        print()
-    if report.cold_starts:
-        print("| cold start to the first 200, 1 worker | median s | each launch s |")
-        print("| --- | ---: | ---: |")
-        for cold in report.cold_starts:
-            each = ", ".join(f"{s:.2f}" for s in cold.seconds)
-            print(f"| {cold.app}, {cold.worker_class} | {cold.median:.2f} | {each} |")
-        print()
-    for note in report.notes:
-        print(f"- {note}")
-    for target in report.targets:
-        print(f"- {target.line()}")
-    print(f"\nplot: {shown(plot)}")
-    executable = Path(sys.executable)
-    command = [str(shown(executable)), "bench/run.py", *sys.argv[1:]]
-    print(f"command: {shlex.join(command)}")
-
-
-def shown(path: Path) -> Path:
-    """`path` relative to the checkout when inside it, so no machine's paths are printed."""
-    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def main() -> None:

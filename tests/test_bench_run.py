@@ -19,7 +19,7 @@ from matplotlib.text import Text
 
 from bench.plot import draw, write_png
 from bench.progress import LINE
-from bench.run import ColdStart, Report, Run, Target
+from bench.report import ColdStart, Report, Run, Target
 from harness import programs
 from harness.processes import ROOT, base_env
 
