@@ -9,16 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from harness import programs
 from harness.processes import ROOT, base_env
 from tests.support.checkout import copy_repository
 
 
 def make(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run make in `checkout`, with uv's cache where this run has it."""
+    (make_program,) = programs.require("make")
     env = base_env(UV_CACHE_DIR=os.environ.get("UV_CACHE_DIR", ""))
     env = {name: value for name, value in env.items() if value}
     return subprocess.run(
-        ["make", *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=600
+        [make_program, *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=600
     )
 
 
