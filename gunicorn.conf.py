@@ -96,10 +96,11 @@ post_fork = hooks.prepare_worker
 
 def post_worker_init(worker: Any) -> None:
     """In each worker, once the app is loaded: tracing, the scheduler and the worker's
-    metrics as their settings ask, then report ready."""
+    metrics as their settings ask, a first look at the database, then report ready."""
     hooks.start_tracing(worker)
     hooks.start_scheduler(worker)
     hooks.start_metrics(worker)
+    hooks.check_database(worker)
     hooks.announce_worker(worker)
 
 

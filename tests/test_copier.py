@@ -202,6 +202,49 @@ def test_the_updated_project_passes_its_tests(updated: Path, older: str, tmp_pat
     assert "failed" not in summary, done.stdout
 
 
+# A module the template gains, with a line the rename makes too long: ruff re-wraps it in
+# the project. Later the template changes the line after it.
+WRAPPED = """\
+\"\"\"Two lines: the first re-wrapped by the rename, the second changed by the template.\"\"\"
+
+
+def said(*words: str) -> str:
+    return " ".join(words)
+
+
+GREETING = said("kit", "serves kit_items to kit users; a line the rename makes too long.")
+FAREWELL = said("as the template first wrote it")
+"""
+
+
+def test_a_template_change_beside_a_rewrapped_line_merges_cleanly(
+    template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The rename lengthens a line and ruff re-wraps it in the project. When the template
+    later changes the next line, `copier update` merges the change with no conflict: the
+    rename formats both versions copier renders to compare, so they are wrapped alike."""
+    assert OLD == "kit", "WRAPPED spells the template's name"
+    clone = tmp_path_factory.mktemp("rewrapped") / "template"
+    run(template, "git", "clone", "--quiet", str(template), str(clone))
+    module = clone / "app" / "wrapped.py"
+    module.write_text(WRAPPED)
+    git(clone, "add", "app/wrapped.py")
+    git(clone, "commit", "--quiet", "--message", "a module with a long line")
+    project = clone.parent / NAME
+    copier(ROOT, "copy", "--vcs-ref", "HEAD", "--data", f"name={NAME}", str(clone), str(project))
+    made = (project / "app" / "wrapped.py").read_text()
+    assert "GREETING = said(\n" in made, made  # re-wrapped: one line was too long
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "made with copier")
+    module.write_text(WRAPPED.replace("as the template first wrote it", "as it says now"))
+    git(clone, "commit", "--quiet", "--all", "--message", "the line after the long one")
+    copier(project, "update", "--vcs-ref", "HEAD")
+    merged = (project / "app" / "wrapped.py").read_text()
+    assert merged == made.replace("as the template first wrote it", "as it says now"), merged
+    assert not git(project, "diff", "--name-only", "--diff-filter=U")
+
+
 def test_make_update_names_each_conflicted_file_and_fails(
     template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -23,6 +23,7 @@ from harness.processes import (
     Gunicorn,
     Load,
     base_env,
+    free_port,
     get,
     in_parallel,
     serve_test_app,
@@ -375,3 +376,33 @@ def test_the_development_key_is_warned_of_once_per_server(
     )
     said = server.stdout() + server.stderr()
     assert said.count("SECRET_KEY is not set: using the fixed development key") == 1
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_an_unreachable_database_is_one_line_at_start_and_per_request(
+    tmp_path: Path, started: list[Gunicorn], worker_class: str
+) -> None:
+    """With nobody listening at DATABASE_URL, the server starts and says so once, in one
+    line naming the host and port (never the password); a request that needs the database
+    answers the 503 envelope and logs one line under its tracking id, with no traceback."""
+    port = free_port()
+    url = f"postgresql://kit:sekret-password@127.0.0.1:{port}/kit"
+    server = serve_test_app(tmp_path, worker_class, DATABASE_URL=url, WEB_CONCURRENCY="3")
+    started.append(server)
+    said = f"database unreachable: DATABASE_URL's 127.0.0.1:{port}: "
+
+    def warnings() -> list[dict[str, str]]:
+        logs = (server.stdout() + server.stderr()).splitlines()
+        logged = [json.loads(line) for line in logs if line[:1] == "{"]
+        return [line for line in logged if said in line["message"]]
+
+    wait_until(lambda: bool(warnings()), 10, server.stderr)
+    time.sleep(0.5)  # the other workers had their chance to say it too
+    (at_start,) = warnings()
+    assert at_start["message"].startswith(f"readiness check failed: {said}")
+    status, headers, _ = get(server.port, "/test/pg-sleep?s=0", {"X-Tracking-ID": "down-1"})
+    assert (status, headers["Retry-After"]) == (503, "1")
+    (at_request,) = [line for line in warnings() if line["tracking_id"] == "down-1"]
+    assert at_request["message"].startswith(said)
+    assert "Traceback" not in server.stderr()
+    assert "sekret" not in server.stdout() + server.stderr()

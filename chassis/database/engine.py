@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from chassis.settings import Settings
@@ -135,10 +135,10 @@ def sqlite_begin_immediate(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def unreachable(database_url: str, exc: sa_exc.DBAPIError) -> str:
+def unreachable(database_url: str | URL, exc: sa_exc.DBAPIError) -> str:
     """One line saying which database could not be reached and why, for an entry point to
-    exit with: the host and port (or SQLite's file) of DATABASE_URL and the driver's first
-    line, never the password (the driver's message does not carry it)."""
+    exit with or a log to say: the host and port (or SQLite's file) of DATABASE_URL and the
+    driver's first line, never the password (the driver's message does not carry it)."""
     url = make_url(database_url)
     where = url.database if url.get_backend_name() == "sqlite" else f"{url.host}:{url.port or 5432}"
     reason = str(exc.orig or exc).strip().split("\n", 1)[0]

@@ -23,14 +23,14 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from flask import Flask, current_app
-from sqlalchemy import Engine, text
+from sqlalchemy import URL, Engine, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-from chassis.database.engine import build_engine
+from chassis.database.engine import build_engine, unreachable
 from chassis.observability.tracking import (
     call_with_tracking_id,
     current_tracking_id,
@@ -128,7 +128,7 @@ class _ReadinessCheck:
                 conn.execute(text("SELECT 1"))
             self.answered.set()
         except sa_exc.SQLAlchemyError as exc:
-            log.warning("readiness check failed: %s", type(exc).__name__)
+            log.warning("readiness check failed: %s", described(self.engine.url, exc))
         finally:
             self.finished.set()
 
@@ -195,6 +195,18 @@ def redacted(exc: sa_exc.SQLAlchemyError) -> tuple[type[BaseException], BaseExce
     if statement:
         summary += f" (statement: {' '.join(str(statement).split())})"
     return RedactedDatabaseError, RedactedDatabaseError(summary), exc.__traceback__
+
+
+def connection_failed(exc: sa_exc.SQLAlchemyError) -> TypeGuard[sa_exc.DBAPIError]:
+    """Whether `exc` is a failure to open a connection: no statement ran, so where and why
+    (`unreachable`) say all there is, and a traceback through the pool adds nothing."""
+    return isinstance(exc, sa_exc.DBAPIError) and exc.statement is None and failure(exc) != "error"
+
+
+def described(url: URL, exc: sa_exc.SQLAlchemyError) -> str:
+    """`exc` in one line for a warning: the database's host and the reason when it could
+    not be reached, else the error's class."""
+    return unreachable(url, exc) if connection_failed(exc) else type(exc).__name__
 
 
 def _unavailable(exc: sa_exc.SQLAlchemyError, orig: object) -> bool:

@@ -298,6 +298,16 @@ def start_scheduler(worker: Any) -> None:
         scheduler.start()
 
 
+def check_database(worker: Any) -> None:
+    """post_worker_init, in the master's first worker: connect once, in the background, so
+    that a database that cannot be reached is said at start, in one line naming DATABASE_URL's
+    host (the readiness check's warning), not first by a request's. The worker serves on: the
+    database may come up later (compose, Kubernetes), and /readyz answers 503 until it does."""
+    app = worker.wsgi
+    if worker.age == 1 and chassis_settings(app) is not None:
+        app.extensions["db"].is_ready(timeout=0)
+
+
 def stop_scheduler(server: Any, worker: Any) -> None:
     """gunicorn worker_exit (in the worker): let running jobs finish inside the graceful
     timeout."""

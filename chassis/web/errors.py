@@ -16,7 +16,8 @@ from flask import Flask, Request, Response
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
-from chassis.database.sessions import failure, get_db, redacted
+from chassis.database.engine import unreachable
+from chassis.database.sessions import connection_failed, failure, get_db, redacted
 from chassis.observability.metrics import current_metrics
 from chassis.web.responses import DuplicateKey, NestedTooDeeply, error
 
@@ -89,7 +90,8 @@ def handle_database_error(exc: sa_exc.SQLAlchemyError) -> Response:
     """Roll back, then answer by what the database layer says the error means: 504 for a
     query that ran out of time, 503 with Retry-After when the database is unreachable or
     busy, 500 for anything else."""
-    get_db().remove_session()
+    db = get_db()
+    db.remove_session()
     if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection within DB_POOL_TIMEOUT
         current_metrics().pool_timeouts.inc()
     logged = redacted(exc)
@@ -99,7 +101,10 @@ def handle_database_error(exc: sa_exc.SQLAlchemyError) -> Response:
         log.warning("database query timed out: %s", type(exc).__name__, exc_info=logged)
         return error(504, "database query timed out")
     if kind == "unavailable":
-        log.warning("database unavailable: %s", type(exc).__name__, exc_info=logged)
+        if connection_failed(exc):  # nothing ran: where and why say it all
+            log.warning("%s", unreachable(db.engine.url, exc))
+        else:
+            log.warning("database unavailable: %s", type(exc).__name__, exc_info=logged)
         return error(503, "database unavailable, retry shortly", {"Retry-After": "1"})
     log.error("database error: %s", type(exc).__name__, exc_info=logged)
     return error(500, "internal server error")

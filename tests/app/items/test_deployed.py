@@ -104,8 +104,8 @@ def test_stop_lets_slow_requests_finish_and_exits_0(stack: Stack) -> None:
 
 def test_database_down_gives_503_envelope_on_a_data_request(stack: Stack) -> None:
     """With PostgreSQL stopped, a data request gets the 503 envelope with Retry-After, whose
-    tracking id is the same in the response, nginx's log, the app's log line and gunicorn's
-    access log; 200 again within 5 s of the database being healthy."""
+    tracking id is the same in the response, nginx's log, the app's log line (naming the
+    database's host) and gunicorn's access log; 200 again within 5 s of the database being healthy."""
     stack.compose("stop", "db", timeout=120)
     try:
         status, headers, body = stack.send("GET", "/api/items")
@@ -121,7 +121,8 @@ def test_database_down_gives_503_envelope_on_a_data_request(stack: Stack) -> Non
         "chassis.web.errors",
         "gunicorn.access",
     ]
-    assert app_lines[0]["message"].startswith("database unavailable")
+    # One line naming the database's host: the connection was refused, no statement ran.
+    assert app_lines[0]["message"].startswith("database unreachable: DATABASE_URL's db:5432: ")
     assert app_lines[1]["status"] == 503
     wait_until(healthy(stack, "db"), 60, "db not healthy")
     wait_until(lambda: stack.send("GET", "/api/items")[0] == 200, 5, "no 200 within 5 s")
