@@ -134,7 +134,7 @@ def made(template: Path, older: str, tmp_path_factory: pytest.TempPathFactory) -
     copier(ROOT, "copy", "--vcs-ref", older, "--data", f"name={NAME}", str(template), str(project))
     made = answers(project)  # copier records the commit as `git describe` names it
     assert (made["_src_path"], made["name"]) == (str(template), NAME)
-    assert older.startswith(made["_commit"])
+    assert git(template, "rev-parse", f"{made['_commit']}^{{commit}}") == older
     git(project, "init", "--quiet")
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "made with copier")
@@ -166,7 +166,8 @@ def test_an_older_project_updates_to_head_keeping_its_owners_change(
     """`copier update` to HEAD: the owner's change stays, every file the template changed
     since is HEAD's (renamed), nothing conflicts, and the old name is nowhere."""
     project = updated
-    assert git(template, "rev-parse", "HEAD").startswith(answers(project)["_commit"])
+    commit = f"{answers(project)['_commit']}^{{commit}}"  # a tag, or `<tag>-<n>-g<sha>`
+    assert git(template, "rev-parse", commit) == git(template, "rev-parse", "HEAD")
     status = git(project, "status", "--porcelain").splitlines()
     assert not [line for line in status if line.endswith(".rej")], status
     marker = re.compile(rb"^" + b"<" * 7 + rb" ", re.MULTILINE)  # a merge conflict's start
