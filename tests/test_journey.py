@@ -91,6 +91,9 @@ def test_from_copier_copy_to_two_resources_and_through_an_update(tmp_path: Path)
     probe = template / "chassis" / "web" / "health.py"
     probe.write_text(probe.read_text() + "\n\n# A line the template added after the copy.\n")
     git(template, "commit", "--quiet", "--all", "--message", "a template change")
+    # Released, as `copier update` takes the newest release (docs/copier.md, "Versions").
+    major, minor, patch = git(template, "describe", "--tags", "--abbrev=0").lstrip("v").split(".")
+    git(template, "tag", "--annotate", f"v{major}.{minor}.{int(patch) + 1}", "--message", "next")
     path = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     updated = subprocess.run(
         [sys.executable, str(project / "template" / "update.py"), "--defaults"],
