@@ -10,7 +10,7 @@ variable. `GUNICORN_CMD_ARGS` and command-line flags still override anything her
 import os
 from typing import Any
 
-from chassis.serving import hooks
+from chassis.serving import hooks, metrics_hooks
 from chassis.settings import ServerSettings, current_settings, read_or_exit
 
 server_settings = read_or_exit(ServerSettings.from_env)
@@ -27,7 +27,7 @@ control_socket_disable = True
 
 # --- Server socket ---------------------------------------------------------------------
 # The app's listener, and METRICS_BIND's where only /metrics is answered.
-bind = hooks.listeners(server_settings.bind, app_settings.metrics_bind)
+bind = metrics_hooks.listeners(server_settings.bind, app_settings.metrics_bind)
 
 # --- Worker processes ------------------------------------------------------------------
 # The class gunicorn forks its workers from.
@@ -77,8 +77,10 @@ logger_class = "chassis.serving.hooks.StructuredLogger"
 
 
 def on_starting(arbiter: Any) -> None:
-    """In the master, once, before the first fork: an empty metrics directory."""
-    hooks.prepare_metrics(arbiter, server_settings.prometheus_multiproc_dir)
+    """In the master, once, before the first fork: METRICS_BIND's listener still asked for
+    (a -b flag replaces `bind`), and an empty metrics directory."""
+    metrics_hooks.require_metrics_listener(arbiter, app_settings.metrics_bind)
+    metrics_hooks.prepare_metrics(arbiter, server_settings.prometheus_multiproc_dir)
 
 
 def when_ready(arbiter: Any) -> None:
@@ -87,9 +89,9 @@ def when_ready(arbiter: Any) -> None:
 
 
 # In the master, after a worker exited: fold its metrics into the archive files.
-child_exit = hooks.retire_worker_metrics
+child_exit = metrics_hooks.retire_worker_metrics
 # When the master exits: remove a private metrics directory (a configured one is kept).
-on_exit = hooks.remove_metrics
+on_exit = metrics_hooks.remove_metrics
 # In each worker, right after fork: JSON error pages; psycogreen under gevent.
 post_fork = hooks.prepare_worker
 
@@ -99,7 +101,7 @@ def post_worker_init(worker: Any) -> None:
     metrics as their settings ask, a first look at the database, then report ready."""
     hooks.start_tracing(worker)
     hooks.start_scheduler(worker)
-    hooks.start_metrics(worker)
+    metrics_hooks.start_metrics(worker)
     hooks.check_database(worker)
     hooks.announce_worker(worker)
 

@@ -27,8 +27,6 @@ from gunicorn.glogging import Logger
 # (app/) is still imported by each worker, after the fork, unless GUNICORN_PRELOAD.
 import chassis.web.app  # noqa: F401
 from chassis.observability.log import access_fields, build_formatter, record_filter
-from chassis.observability.metric_files import MetricFiles
-from chassis.observability.metrics import current_metrics
 from chassis.observability.tracking import current_tracking_id, new_tracking_id
 from chassis.scheduler.runner import Scheduler, load_registry
 from chassis.settings import (
@@ -37,7 +35,6 @@ from chassis.settings import (
     development_secret_said,
     get_settings,
     say_development_secret,
-    tcp_port,
     use_settings,
 )
 from chassis.web.envelope import error_answer
@@ -315,69 +312,3 @@ def stop_scheduler(server: Any, worker: Any) -> None:
     scheduler = app.extensions.get("scheduler") if isinstance(app, Flask) else None
     if scheduler is not None:
         scheduler.stop(wait=max(0.0, worker.cfg.graceful_timeout - SHUTDOWN_MARGIN_SECONDS))
-
-
-# --- Metrics (chassis/observability/metrics.py, chassis/observability/metric_files.py) -----------------------------------
-
-
-def listeners(bind: str, metrics_bind: str | None) -> list[str]:
-    """gunicorn's `bind`: the app's address, and the metrics listener's when METRICS_BIND is
-    set; one port for both would put every request on the metrics listener."""
-    if metrics_bind is None:
-        return [bind]
-    if tcp_port(bind) == tcp_port(metrics_bind):
-        raise SystemExit(
-            "configuration error: METRICS_BIND: must use another port than GUNICORN_BIND "
-            f"(got {metrics_bind!r} beside {bind!r})"
-        )
-    return [bind, metrics_bind]
-
-
-def prepare_metrics(server: Any, configured: str | None) -> None:
-    """on_starting, in the master before the first fork: create PROMETHEUS_MULTIPROC_DIR (or
-    a private directory) without metric files, for every worker to write to."""
-    try:
-        server.chassis_metric_files = MetricFiles.prepare(configured)
-    except OSError as exc:
-        raise SystemExit(
-            f"configuration error: PROMETHEUS_MULTIPROC_DIR: cannot use {exc.filename}: "
-            f"{exc.strerror}"
-        ) from None
-    server.log.info("metrics: worker files in %s", server.chassis_metric_files.directory)
-
-
-def retire_worker_metrics(server: Any, worker: Any) -> None:
-    """child_exit, in the master: mark the worker dead and fold its counts into the archives."""
-    files: MetricFiles | None = getattr(server, "chassis_metric_files", None)
-    if files is None:
-        return
-    try:
-        files.worker_exited(worker.pid)
-    except Exception as exc:  # any error here would stop the master itself
-        # Never stop the master for this: the files stay, and are still counted once.
-        server.log.warning(
-            "metrics: could not fold worker %s's files: %s: %s",
-            worker.pid,
-            type(exc).__name__,
-            exc,
-        )
-
-
-def remove_metrics(server: Any) -> None:
-    """on_exit: remove the metrics directory if it was made for this server."""
-    files: MetricFiles | None = getattr(server, "chassis_metric_files", None)
-    if files is not None:
-        files.remove()
-
-
-def worker_class_name(worker: Any) -> str:
-    """The GUNICORN_WORKER_CLASS name of `worker`'s class (what `app_build_info` shows)."""
-    configured = str(worker.cfg.worker_class_str)
-    names = {path: name for name, path in WORKER_CLASSES.items()}
-    return configured if configured in WORKER_CLASSES else names.get(configured, configured)
-
-
-def start_metrics(worker: Any) -> None:
-    """post_worker_init: build this worker's metrics and say what it runs (a chassis app)."""
-    if chassis_settings(worker.wsgi) is not None:
-        current_metrics().describe_build(worker_class_name(worker))

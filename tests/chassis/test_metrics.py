@@ -293,6 +293,46 @@ def test_metrics_bind_on_the_apps_port_is_refused_in_one_line() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        pytest.param("argv", "-b/--bind on the command line", id="-b"),
+        pytest.param("GUNICORN_CMD_ARGS", "--bind in GUNICORN_CMD_ARGS", id="GUNICORN_CMD_ARGS"),
+    ],
+)
+def test_a_bind_flag_that_drops_the_metrics_listener_stops_the_server(
+    tmp_path: Path, where: str, named: str
+) -> None:
+    """`-b` (or `--bind` in GUNICORN_CMD_ARGS) replaces gunicorn.conf.py's whole bind list,
+    METRICS_BIND's listener with it: the master stops at start with one line naming
+    METRICS_BIND and the flag. With METRICS_BIND's address among the flags, it serves."""
+    port, metrics_port = free_port(), free_port()
+    flags = ["--bind", f"127.0.0.1:{port}"]
+    env = base_env(
+        METRICS_BIND=f"127.0.0.1:{metrics_port}", DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"
+    )
+    given = {"GUNICORN_CMD_ARGS": " ".join(flags)} if where == "GUNICORN_CMD_ARGS" else {}
+    server = Gunicorn(tmp_path, {**env, **given}, args=[] if given else flags, port=port)
+    try:
+        master = server.start(wait=False).proc
+        assert master is not None
+        assert master.wait(30) == 1
+    finally:
+        server.stop()
+    (line,) = [line for line in server.stderr().splitlines() if "METRICS_BIND" in line]
+    assert line.startswith(
+        f"configuration error: METRICS_BIND: 127.0.0.1:{metrics_port} is not among gunicorn's "
+        f"listeners (127.0.0.1:{port}): {named} replaced gunicorn.conf.py's"
+    ), server.stderr()
+    assert "Traceback" not in server.stderr()
+    both = Gunicorn(tmp_path, env, args=[*flags, "-b", f"127.0.0.1:{metrics_port}"], port=port)
+    try:
+        both.start()
+        assert get(metrics_port, "/metrics")[0] == 200
+    finally:
+        both.stop()
+
+
 @pytest.mark.parametrize("bind", ["9100", "unix:/run/metrics.sock", "host:0", "[::1:9100"])
 def test_metrics_bind_must_be_host_and_port(bind: str) -> None:
     """METRICS_BIND is a TCP address; anything else is refused naming the variable."""
