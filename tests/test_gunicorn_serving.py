@@ -170,24 +170,44 @@ def test_killed_worker_is_replaced_and_service_continues(
     assert [get(server.port, "/healthz")[0] for _ in range(20)] == [200] * 20
 
 
-def test_request_past_the_timeout_replaces_the_worker_and_is_named(
+def test_a_request_past_the_timeout_keeps_its_tracking_id_everywhere(
     tmp_path: Path, started: list[Gunicorn]
 ) -> None:
-    """A sync request running past GUNICORN_TIMEOUT: the worker is replaced, the log names it."""
-    server = serve_test_app(tmp_path, "sync", WEB_CONCURRENCY="1", GUNICORN_TIMEOUT="2")
+    """A sync request running past GUNICORN_TIMEOUT: the worker is replaced; the 500
+    envelope, the line naming the request and its access line all carry the client's
+    tracking id, and the metrics count it under its route, not as unmatched."""
+    metrics_port = free_port()
+    server = serve_test_app(
+        tmp_path, "sync", WEB_CONCURRENCY="1", GUNICORN_TIMEOUT="2",
+        METRICS_BIND=f"127.0.0.1:{metrics_port}",
+    )  # fmt: skip
     started.append(server)
     before = worker_pids(server)
-    with contextlib.suppress(OSError):  # the connection may just close when the worker dies
-        get(server.port, "/test/sleep?s=6", headers={"X-Tracking-ID": "slow-1"}, timeout=20)
-    deadline = time.monotonic() + 10
-    while not (worker_pids(server) - before) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert worker_pids(server) - before, "no replacement worker"
+    status, headers, body = get(
+        server.port, "/test/sleep?s=6", headers={"X-Tracking-ID": "slow-1"}, timeout=20
+    )
+    assert (status, headers["X-Tracking-ID"], json.loads(body)["tracking_id"]) == (
+        500,
+        "slow-1",
+        "slow-1",
+    )
+    wait_until(lambda: bool(worker_pids(server) - before), 10, "no replacement worker")
     assert get(server.port, "/healthz")[0] == 200
     timed_out = [line for line in server.json_lines("stderr") if "timed out" in line["message"]]
-    assert len(timed_out) == 1
-    assert timed_out[0]["message"] == "worker timed out after 2s while serving GET /test/sleep"
-    assert timed_out[0]["tracking_id"] == "slow-1"
+    assert [(line["message"], line["tracking_id"]) for line in timed_out] == [
+        ("worker timed out after 2s while serving GET /test/sleep", "slow-1")
+    ]
+    (access,) = [line for line in server.json_lines() if line.get("tracking_id") == "slow-1"]
+    assert (access["logger"], access["path"], access["status"]) == (
+        "gunicorn.access",
+        "/test/sleep",
+        500,
+    )
+    assert access["duration_ms"] >= 2000
+    exposed = get(metrics_port, "/metrics")[2].decode()
+    assert 'http_requests_total{method="GET",route="/test/sleep",status_class="5xx"} 1.0' in (
+        exposed
+    ), exposed
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine, QueuePool, event
+from werkzeug.exceptions import HTTPException
 
 from chassis.observability import metric_files
 from chassis.observability.tracking import CloseHook
@@ -46,6 +47,7 @@ from chassis.settings import PYPROJECT
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from werkzeug.routing import Map
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"
@@ -196,6 +198,16 @@ def route_of(environ: WSGIEnvironment) -> str:
     return rule.rule if rule is not None else UNMATCHED
 
 
+def matched_again(url_map: Map, environ: WSGIEnvironment) -> str:
+    """The URL rule for a request Flask gave up on before it answered (its request object
+    is gone from the environ): routed again, as only that rare path needs it."""
+    try:
+        rule, _ = url_map.bind_to_environ(environ).match(return_rule=True)
+    except HTTPException:
+        return UNMATCHED
+    return str(rule.rule)
+
+
 class RequestMetrics:
     """WSGI middleware that counts and times each request, and counts those in flight.
 
@@ -203,8 +215,9 @@ class RequestMetrics:
     and ProxyFix's failures included; the time runs until the server closes the response.
     """
 
-    def __init__(self, app: WSGIApplication) -> None:
+    def __init__(self, app: WSGIApplication, url_map: Map) -> None:
         self.app = app
+        self.url_map = url_map
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         metrics = current_metrics()
@@ -227,7 +240,8 @@ class RequestMetrics:
 
         try:
             body = self.app(environ, start)
-        except BaseException:
+        except BaseException:  # the worker is stopping (a timeout): no answer was started
+            route = matched_again(self.url_map, environ)
             finish()
             raise
         return CloseHook(body, finish)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from gunicorn.glogging import Logger
 # (app/) is still imported by each worker, after the fork, unless GUNICORN_PRELOAD.
 import chassis.web.app  # noqa: F401
 from chassis.observability.log import access_fields, build_formatter, record_filter
-from chassis.observability.tracking import current_tracking_id, new_tracking_id
+from chassis.observability.tracking import NO_TRACKING_ID, current_tracking_id, new_tracking_id
 from chassis.scheduler.runner import Scheduler, load_registry
 from chassis.settings import (
     Settings,
@@ -95,17 +96,24 @@ class StructuredLogger(Logger):  # type: ignore[misc]
                 handler.addFilter(record_filter(settings))
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
-        if not self.cfg.accesslog:
-            return
         status = int(resp.status.split(None, 1)[0]) if resp.status else None
         headers = {name.lower(): value for name, value in resp.headers or ()}
-        fields = access_fields(
-            environ,
-            status,
-            getattr(resp, "sent", None),
-            round(request_time.total_seconds() * 1000, 3),
-            headers.get(self.tracking_header, "-"),
-        )
+        tracking_id = headers.get(self.tracking_header, "-")
+        sent = getattr(resp, "sent", None)
+        self.write_access(environ, status, sent, request_time.total_seconds(), tracking_id)
+
+    def write_access(
+        self,
+        environ: dict[str, Any],
+        status: int | None,
+        sent: int | None,
+        seconds: float,
+        tracking_id: str,
+    ) -> None:
+        """One access line: for each response, and for a request a timeout cut short."""
+        if not self.cfg.accesslog:
+            return
+        fields = access_fields(environ, status, sent, round(seconds * 1000, 3), tracking_id)
         self.access_log.info(
             "%s %s %s %sms",
             fields["method"],
@@ -132,7 +140,8 @@ def use_json_error_pages(tracking_header: str) -> None:
             status_int,
             mesg or reason.lower(),
             tracking_header=tracking_header,
-            tracking_id=new_tracking_id(),
+            # A timed-out request's answer keeps its id (log_timed_out_request).
+            tracking_id=ABORTED.get("tracking_id") or new_tracking_id(),
             headers=[("Connection", "close")],
         )
         lines = [f"HTTP/1.1 {answer.status}", *(f"{k}: {v}" for k, v in answer.headers)]
@@ -202,8 +211,8 @@ def announce_worker(worker: Any) -> None:
 
 
 def remember_request(worker: Any, req: Any) -> None:
-    """pre_request: note what this worker serves, for the timeout message."""
-    worker.chassis_current_request = f"{req.method} {req.path}"
+    """pre_request: note what this worker serves and since when, for a timeout."""
+    worker.chassis_current_request = (req, time.monotonic())
 
 
 def forget_request(worker: Any, req: Any) -> None:
@@ -211,16 +220,38 @@ def forget_request(worker: Any, req: Any) -> None:
     worker.chassis_current_request = None
 
 
+# The tracking id of the request this worker is being killed for, once known: the 500
+# gunicorn then writes (use_json_error_pages) carries it. The worker exits right after.
+ABORTED: dict[str, str] = {}
+
+
 def log_timed_out_request(worker: Any) -> None:
-    """worker_abort: name the request a worker was killed for (runs in that worker)."""
-    serving = getattr(worker, "chassis_current_request", None) or "no request"
-    # The signal handler runs in the interrupted request's context, so this is its id.
+    """worker_abort, in the worker the master kills after GUNICORN_TIMEOUT: name the request,
+    write its access line (gunicorn writes none for a request that never finished) and have
+    the 500 gunicorn sends next carry the same tracking id, the client's when valid.
+
+    The signal handler runs inside the interrupted request, so its id is the current one."""
+    tracking_id = current_tracking_id()
+    current = getattr(worker, "chassis_current_request", None)
+    if current is None:
+        worker.log.error("worker timed out after %ss while serving no request", worker.cfg.timeout)
+        return
+    req, started = current
     worker.log.error(
-        "worker timed out after %ss while serving %s",
+        "worker timed out after %ss while serving %s %s",
         worker.cfg.timeout,
-        serving,
-        extra={"tracking_id": current_tracking_id()},
+        req.method,
+        req.path,
+        extra={"tracking_id": tracking_id},
     )
+    if tracking_id == NO_TRACKING_ID:  # not a request the chassis saw: gunicorn's own id
+        return
+    ABORTED["tracking_id"] = tracking_id
+    if isinstance(worker.log, StructuredLogger):
+        peer = req.peer_addr[0] if isinstance(req.peer_addr, tuple) else req.peer_addr
+        environ = {"REMOTE_ADDR": peer, "REQUEST_METHOD": req.method, "PATH_INFO": req.path,
+                   "QUERY_STRING": req.query}  # fmt: skip
+        worker.log.write_access(environ, 500, None, time.monotonic() - started, tracking_id)
 
 
 def log_configuration(server: Any, preload_refused: bool) -> None:

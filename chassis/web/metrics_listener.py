@@ -81,5 +81,5 @@ def init_app(app: Flask, settings: Settings) -> None:
     # Outermost: the listener answers before anything of the app runs, and everything else
     # is counted.
     app.wsgi_app = MetricsListener(  # type: ignore[method-assign]
-        RequestMetrics(app.wsgi_app), port, settings.tracking_id_header
+        RequestMetrics(app.wsgi_app, app.url_map), port, settings.tracking_id_header
     )
