@@ -22,7 +22,7 @@ from chassis.scheduler.cli import cli as scheduler_cli
 from chassis.settings import Settings, say_development_secret
 from chassis.web import apidocs, errors, health, metrics_listener, openapi
 from chassis.web.cookies import CookieSessionInterface
-from chassis.web.responses import JSONProvider
+from chassis.web.responses import ChassisResponse, JSONProvider
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,13 @@ class ExactMap(Map):
 
 
 class ChassisFlask(Flask):
-    """Flask with exact routing (ExactMap), `g.tracking_id`, the body limit checked before
-    any hook or view, and an OPTIONS answer without a body."""
+    """Flask with exact routing (ExactMap), `g.tracking_id`, the body limit and the path's
+    UTF-8 checked before any hook or view, conditional answers in the envelope
+    (ChassisResponse) and an OPTIONS answer without a body."""
 
     url_map_class = ExactMap
     app_ctx_globals_class = TrackingGlobals
+    response_class = ChassisResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,11 +72,13 @@ class ChassisFlask(Flask):
         self._sync_functions: set[Callable[..., Any]] = set()
 
     def preprocess_request(self) -> ResponseReturnValue | None:
-        """Refuse a declared body over MAX_CONTENT_LENGTH (413), then run the request hooks.
+        """Refuse a declared body over MAX_CONTENT_LENGTH (413) and a path that is not UTF-8
+        (400), then run the request hooks.
 
         A direct call, not a `before_request` hook: Flask calls each hook through
         `ensure_sync`, whose coroutine check costs every request more than the check does."""
         errors.reject_oversized_body(self.config["MAX_CONTENT_LENGTH"], request.environ)
+        errors.reject_undecodable_path(request.environ)
         return super().preprocess_request()
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,12 +10,15 @@ is the payload (null on errors), and `tracking_id` matches the tracking header
 
 The error statuses the kit answers, and what each means (ERROR_STATUSES below):
 
-    400 Bad Request          the body is not valid JSON, or a field breaks a rule (named)
+    400 Bad Request          the body is not valid JSON, a field breaks a rule (named), or
+                             the path is not UTF-8 once percent-decoded
     404 Not Found            no route, or no such resource
     405 Method Not Allowed   the `Allow` header lists the methods that are
     408 Request Timeout      the request was sent too slowly (gunicorn, nginx)
     409 Conflict             the resource already exists (a unique field is taken)
+    412 Precondition Failed  a file's `If-Match` names no current version of it
     413 Content Too Large    the body is over MAX_CONTENT_LENGTH
+    416 Range Not Satisfiable  a file's `Range` is malformed or starts past its end
     429 Too Many Requests    nginx in front: over the per-address connection or rate limit
     500 Internal Server Error  a bug; the traceback is in the log, never in the body
     502 Bad Gateway          nginx in front: the app is not answering
@@ -62,7 +65,9 @@ ERROR_STATUSES: dict[int, ErrorStatus] = {
     405: ErrorStatus("MethodNotAllowed", "The `Allow` header lists the methods that are."),
     408: ErrorStatus("RequestTimeout", "The request was sent too slowly."),
     409: ErrorStatus("Conflict", "The resource already exists: a unique field is taken."),
+    412: ErrorStatus("PreconditionFailed", "A file's `If-Match` names no current version of it."),
     413: ErrorStatus("PayloadTooLarge", "The request body is over MAX_CONTENT_LENGTH."),
+    416: ErrorStatus("RangeNotSatisfiable", "A file's `Range` is malformed or starts past its end."),
     429: ErrorStatus("TooManyRequests", "nginx in front: over the per-address connection or rate limit."),
     500: ErrorStatus("InternalServerError", "A bug: the traceback is in the log, never in the body."),
     502: ErrorStatus("BadGateway", "nginx in front: the app is not answering."),

@@ -122,6 +122,23 @@ def reject_oversized_body(limit: int | None, environ: WSGIEnvironment) -> None:
         raise RequestEntityTooLarge(f"request body is over the {limit}-byte limit")
 
 
+def reject_undecodable_path(environ: WSGIEnvironment) -> None:
+    """Answer 400 before the view runs when the percent-decoded path is not UTF-8 (called by
+    `ChassisFlask.preprocess_request`, before every request hook).
+
+    werkzeug decodes the path with errors="replace", so `%FF%FE` and `%C0%AF` would both
+    reach the view as the same two U+FFFD characters, naming one resource. PATH_INFO holds the
+    path's bytes as latin-1 text (PEP 3333), so they can be checked here. An ASCII path,
+    nearly every one, is valid UTF-8 and costs only `isascii()`."""
+    path = environ.get("PATH_INFO", "")
+    if path.isascii():
+        return
+    try:
+        path.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not bytes as latin-1 (a server breaking PEP 3333), or not UTF-8
+        raise BadRequest("request path is not valid UTF-8") from None
+
+
 def init_app(app: Flask) -> None:
     """Install the request class and the error handlers on `app`."""
     app.request_class = JSONRequest

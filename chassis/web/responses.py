@@ -1,6 +1,7 @@
 """The envelope as Flask responses: `ok`, `created`, `error` and `envelope`, written by the
 one writer (chassis/web/envelope.py, where the envelope's shape and every error status are
-listed), and the JSON provider Flask reads request bodies and writes `jsonify` with.
+listed), the JSON provider Flask reads request bodies and writes `jsonify` with, and the
+response class whose failed preconditions are envelopes too.
 
 The JSON provider writes what chassis/web/envelope.py `encode` writes and non-ASCII
 unescaped. It reads UTF-8 only and refuses an object that repeats a key.
@@ -9,13 +10,18 @@ unescaped. It reads UTF-8 only and refuses an object that repeats a key.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, current_app
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import PreconditionFailed
 
 from chassis.observability.tracking import current_tracking_id
 from chassis.web.envelope import CONTENT_TYPE, common_headers, encode, envelope_json
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+    from werkzeug.wrappers.request import Request
 
 
 class NestedTooDeeply(ValueError):
@@ -74,6 +80,28 @@ class JSONProvider(DefaultJSONProvider):
             return super().loads(s, **kwargs)
         except RecursionError:
             raise NestedTooDeeply("nested too deeply") from None
+
+
+class ChassisResponse(Response):
+    """Flask's response, whose failed `If-Match` is the 412 envelope rather than the file.
+
+    `make_conditional` (what `send_file` and Flask's static route call) answers a
+    `Range` it cannot satisfy by raising 416, which the error handler writes as the
+    envelope, but a failed `If-Match` by setting 412 on the file's own response: the file
+    would be the body. It raises 412 here instead."""
+
+    def make_conditional(
+        self,
+        request_or_environ: WSGIEnvironment | Request,
+        accept_ranges: bool | str = False,
+        complete_length: int | None = None,
+    ) -> ChassisResponse:
+        """Make the answer conditional as werkzeug does, raising 412 where werkzeug sets it."""
+        super().make_conditional(request_or_environ, accept_ranges, complete_length)
+        if self.status_code == 412:
+            self.close()  # the file send_file opened, never sent
+            raise PreconditionFailed("If-Match matches no current version")
+        return self
 
 
 def envelope(

@@ -11,6 +11,7 @@ import datetime as dt
 import threading
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from flask.testing import FlaskClient
@@ -164,6 +165,21 @@ def test_put_creates_a_new_item(db_client: FlaskClient) -> None:
     }
     assert before <= instant(item["created_at"])
     assert unwrap(db_client.get(f"/api/items/{item['id']}"), 200) == item
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param("é", id="e-acute"), pytest.param("日本", id="nihon")]
+)
+def test_put_with_a_non_ascii_name_creates_then_updates_it(
+    db_client: FlaskClient, name: str
+) -> None:
+    """A name outside ASCII, percent-encoded in UTF-8 as clients send it, names one item: the
+    first PUT creates it under that name, the second updates the same item."""
+    path = f"/api/items/by-name/{quote(name)}"
+    item = unwrap(db_client.put(path, json={"quantity": 1}), 201, "created")
+    assert item["name"] == name
+    updated = unwrap(db_client.put(path, json={"quantity": 2}), 200, "updated")
+    assert (updated["id"], updated["name"], updated["quantity"]) == (item["id"], name, 2)
 
 
 def test_put_note_defaults_to_null(db_client: FlaskClient) -> None:

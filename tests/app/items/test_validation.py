@@ -132,6 +132,29 @@ def test_bad_put_is_refused_and_leaves_the_item_unchanged(
 
 
 @pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        # PATH_INFO as a server passes it: the percent-decoded bytes as latin-1 text (PEP 3333).
+        # Flask's test client would decode `%FF` with errors="replace" before the app saw it.
+        pytest.param("put", "/api/items/by-name/\xff\xfe", id="put-name-ff-fe"),
+        pytest.param("put", "/api/items/by-name/\xc0\xaf", id="put-name-overlong-slash"),
+        pytest.param("put", "/api/items/by-name/bolt\x80", id="put-name-lone-continuation"),
+        pytest.param("get", "/api/items/\xff", id="get-id-ff"),
+        pytest.param("delete", "/api/items/\xe6\x97", id="delete-id-truncated"),
+    ],
+)
+def test_a_path_that_is_not_utf8_is_refused_and_changes_nothing(
+    db_client: FlaskClient, before: Any, method: str, path: str
+) -> None:
+    """A name or id whose percent-decoded bytes are not UTF-8 answers 400 saying so: werkzeug
+    would pass `%FF%FE` and `%C0%AF` on as the same two U+FFFD, naming one item."""
+    send = getattr(db_client, method)
+    response = send("/", json={"quantity": 9}, environ_overrides={"PATH_INFO": path})
+    assert refusal(response) == "request path is not valid UTF-8"
+    assert stored(db_client) == before
+
+
+@pytest.mark.parametrize(
     ("method", "url", "msg"),
     [
         pytest.param("get", "/api/items/abc", ID_RULE, id="id-letters"),
