@@ -44,8 +44,9 @@ cpus = hooks.available_cpus()
 per_class = {"sync": 2 * cpus + 1, "gthread": cpus + 1, "gevent": cpus}
 workers = server_settings.web_concurrency or per_class[worker_class_name]
 
-# Threads per gthread worker; sync and gevent ignore it.
-threads = server_settings.gunicorn_threads or (4 if worker_class_name == "gthread" else 1)
+# Threads per gthread worker. Only there: gunicorn would turn a sync worker with more than
+# one thread into its own gthread worker, without the kit's deadline for reading requests.
+threads = (server_settings.gunicorn_threads or 4) if worker_class_name == "gthread" else 1
 
 # Greenlets per gevent worker; its database pool takes the same size (hooks.prepare_worker).
 worker_connections = server_settings.gunicorn_worker_connections

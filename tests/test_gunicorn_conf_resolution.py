@@ -68,8 +68,14 @@ def test_empty_environment_resolves_to_the_documented_defaults() -> None:
         ),
         pytest.param(
             {"GUNICORN_WORKER_CLASS": "gthread"},
-            {"worker_class": "gthread", "threads": 4},
+            {"worker_class": "chassis.serving.gthread_worker.ThreadWorker", "threads": 4},
             id="gthread-four-threads",
+        ),
+        pytest.param(
+            # gunicorn would serve a sync worker with threads as its own gthread worker.
+            {"GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "8"},
+            {"worker_class": "sync", "threads": 1},
+            id="sync-ignores-threads",
         ),
         pytest.param(
             {"GUNICORN_WORKER_CLASS": "gthread", "GUNICORN_THREADS": "8"},

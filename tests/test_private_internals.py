@@ -8,6 +8,8 @@ against (uv.lock pins that version); the comment at the place of use says why.
     prometheus_client MmapedDict     chassis/observability/metric_files.py  0.26.0
     gunicorn.util.write_error        chassis/serving/hooks.py  gunicorn 27.0.1
     gunicorn's reading in gunicorn.http.*  chassis/serving/hooks.py  gunicorn 27.0.1
+    gthread's TConn.sock, enqueue_req      chassis/serving/gthread_worker.py  gunicorn 27.0.1
+    SocketUnreader reads sock.recv         chassis/serving/deadline.py  gunicorn 27.0.1
 
 Flask's `_is_coroutine_marker` check is no longer one of them: `ensure_sync` asks the
 public `inspect.iscoroutinefunction` once per function (tests/test_app.py).
@@ -22,8 +24,10 @@ from pathlib import Path
 import flask
 import flask.ctx
 import gunicorn.http
+import gunicorn.http.unreader
 import gunicorn.util
 import gunicorn.workers.base
+import gunicorn.workers.gthread
 import prometheus_client.metrics
 import prometheus_client.mmap_dict
 import prometheus_client.multiprocess
@@ -116,3 +120,24 @@ def test_gunicorn_reads_requests_only_in_its_http_package() -> None:
         assert ".recv(" not in source, broken(
             name, where, checked, f"{module_name} reads from the socket itself"
         )
+
+
+def test_gthread_reads_each_request_through_the_connections_socket() -> None:
+    """gthread hands every connection with a request to read to `enqueue_req`, on its main
+    thread, and its parser reads `TConn.sock` (made in `TConn.init`, with `http.get_parser`)
+    through `SocketUnreader.chunk`, which calls `sock.recv`: the kit's gthread worker puts
+    its deadline there (chassis/serving/deadline.py)."""
+    gthread = gunicorn.workers.gthread
+    where, checked = "chassis/serving/gthread_worker.py", "gunicorn 27.0.1"
+    for method in ("accept", "on_client_socket_readable", "on_pending_socket_readable"):
+        assert "enqueue_req" in inspect.getsource(getattr(gthread.ThreadWorker, method)), broken(
+            f"ThreadWorker.{method}", where, checked, "it no longer calls enqueue_req"
+        )
+    init = inspect.getsource(gthread.TConn.init)
+    assert "get_parser(self.cfg, self.sock" in init, broken(
+        "TConn.init", where, checked, "the parser no longer reads self.sock"
+    )
+    chunk = inspect.getsource(gunicorn.http.unreader.SocketUnreader.chunk)
+    assert "self.sock.recv(" in chunk, broken(
+        "SocketUnreader.chunk", where, checked, "it no longer reads with sock.recv"
+    )

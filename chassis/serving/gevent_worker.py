@@ -1,5 +1,7 @@
-"""gunicorn's gevent worker, stopping as soon as its requests are done: `GUNICORN_WORKER_CLASS=
-gevent` runs this class (gunicorn.conf.py).
+"""gunicorn's gevent worker, stopping as soon as its requests are done, and reading each
+request within GUNICORN_TIMEOUT of its first byte (chassis/serving/deadline.py: gunicorn's
+bounds a head by the keep-alive timeout, a body not at all): `GUNICORN_WORKER_CLASS=gevent`
+runs this class (gunicorn.conf.py).
 
 A stopping gevent worker (SIGTERM, a `HUP` reload, a `max_requests` recycle) waits until no
 connection is open, up to `graceful_timeout`. An idle keep-alive connection counts as open:
@@ -28,6 +30,8 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventWorker as GunicornGeventWorker
 
+from chassis.serving.deadline import DeadlineSocket
+
 # How often a running worker checks whether it was told to stop.
 STOP_POLL_SECONDS = 0.1
 # How long a connection must have waited for a request before a stopping worker shuts it.
@@ -42,24 +46,27 @@ class GeventWorker(GunicornGeventWorker):  # type: ignore[misc]  # gunicorn is u
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Each open connection: since when it waits for a request, or None while serving one.
-        self.idle_since: dict[socket.socket, float | None] = {}
+        self.idle_since: dict[DeadlineSocket, float | None] = {}
 
     def run(self) -> None:
         gevent.spawn(self.close_idle_when_stopping)
         super().run()
 
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
-        self.idle_since[client] = time.monotonic()
+        # Each request read within GUNICORN_TIMEOUT of its first byte (deadline.py).
+        reader = DeadlineSocket(client, self.cfg.timeout)
+        self.idle_since[reader] = time.monotonic()
         try:
-            super().handle(listener, client, addr)
+            super().handle(listener, reader, addr)
         finally:
-            del self.idle_since[client]
+            del self.idle_since[reader]
 
-    def handle_request(self, listener_name: Any, req: Any, sock: socket.socket, addr: Any) -> Any:
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         self.idle_since[sock] = None
         try:
             return super().handle_request(listener_name, req, sock, addr)
         finally:
+            sock.rearm()  # the next request's deadline runs from its own first byte
             self.idle_since[sock] = time.monotonic()
 
     def close_idle_when_stopping(self) -> None:
@@ -79,7 +86,7 @@ class GeventWorker(GunicornGeventWorker):  # type: ignore[misc]  # gunicorn is u
             gevent.sleep(STOP_POLL_SECONDS)
 
 
-def _has_pending_bytes(client: socket.socket) -> bool:
+def _has_pending_bytes(client: DeadlineSocket) -> bool:
     """Whether a request has started to arrive on `client` (a byte waits to be read)."""
     try:
         readable, _, _ = select.select([client], [], [], 0)

@@ -43,8 +43,10 @@ from chassis.web.envelope import error_answer
 # What gunicorn.conf.py gives gunicorn for each GUNICORN_WORKER_CLASS.
 WORKER_CLASSES = {
     "sync": "sync",
-    "gthread": "gthread",
-    # gunicorn's gevent worker waits out graceful_timeout for idle keep-alive connections.
+    # gunicorn's gthread worker has no deadline for reading a request (deadline.py).
+    "gthread": "chassis.serving.gthread_worker.ThreadWorker",
+    # gunicorn's gevent worker has none for a body, and waits out graceful_timeout for idle
+    # keep-alive connections.
     "gevent": "chassis.serving.gevent_worker.GeventWorker",
 }
 

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask import Flask, Request, Response
 from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    RequestEntityTooLarge,
+    RequestTimeout,
+)
 
 from chassis.database.engine import unreachable
 from chassis.database.sessions import connection_failed, failure, get_db, redacted
@@ -25,6 +30,11 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
 log = logging.getLogger(__name__)
+
+
+class RequestTooSlow(TimeoutError):
+    """Raised while the body is read when the client took too long to send it (gunicorn's
+    gthread and gevent workers: chassis/serving/deadline.py); answered 408."""
 
 
 class JSONRequest(Request):
@@ -47,7 +57,11 @@ class JSONRequest(Request):
                 and len(data) == self.max_content_length
                 and self.environ["wsgi.input"].read(1)
             )
-        except HTTPException:
+        except (HTTPException, RequestTooSlow) as exc:
+            # werkzeug turns a failed read into its 400 ClientDisconnected; a deadline passed
+            # (chassis/serving/deadline.py) is the client's slowness: 408.
+            if isinstance(exc, RequestTooSlow) or isinstance(exc.__context__, RequestTooSlow):
+                raise RequestTimeout("request timeout: the request was sent too slowly") from None
             raise
         except Exception as exc:
             # The server's own framing errors surface here, as the body is read: gunicorn's
