@@ -93,6 +93,65 @@ def eventually(read: Callable[[], list[T]], count: int = 1, timeout: float = 5) 
     return found
 
 
+def header_fields(head: bytes) -> dict[str, list[str]]:
+    """A request head's header fields: each lower-case name with its values, in order."""
+    fields: dict[str, list[str]] = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            fields.setdefault(name.lower(), []).append(value.strip())
+    return fields
+
+
+class RawUpstream:
+    """An upstream on a bare socket: it reads each request's head and records it, then sends
+    `answer`, or with None closes the connection without an answer, like a worker killed
+    mid-request."""
+
+    def __init__(self, answer: bytes | None = None) -> None:
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.heads: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                client, _ = self.listener.accept()
+                with client:
+                    head = b""
+                    while b"\r\n\r\n" not in head and (chunk := client.recv(65536)):
+                        head += chunk
+                    self.heads.append(head)
+                    if self.answer is not None:
+                        client.sendall(self.answer)
+
+    @property
+    def methods(self) -> list[str]:
+        """The method of each request received."""
+        return [head.split(b" ", 1)[0].decode() for head in self.heads]
+
+    def fields(self, tracking_id: str) -> dict[str, list[str]]:
+        """The header fields of the one request that carried `tracking_id`."""
+        (found,) = [
+            fields
+            for fields in map(header_fields, self.heads)
+            if fields.get("x-tracking-id") == [tracking_id]
+        ]
+        return found
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+# What a RawUpstream answers when it answers: the smallest JSON, then it closes.
+ANSWER_200 = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+    b"Connection: close\r\n\r\n{}"
+)
+
+
 @pytest.fixture(scope="module")
 def upstream(requires_nginx: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
     """The test app under gunicorn, trusting one proxy hop as every deployment does."""
@@ -177,6 +236,10 @@ def test_rendered_template_passes_nginx_t(template: Path, tmp_path: Path) -> Non
         ),
         pytest.param({"X-Forwarded-Host": "evil.example"}, "host", HOST, id="forged-host"),
         pytest.param({"X-Forwarded-Proto": "https"}, "scheme", "http", id="forged-proto"),
+        # gunicorn's own scheme headers, which it believes from nginx's address; beside
+        # nginx's X-Forwarded-Proto they made gunicorn refuse the request (400).
+        pytest.param({"X-Forwarded-Ssl": "on"}, "scheme", "http", id="forged-ssl"),
+        pytest.param({"X-Forwarded-Protocol": "ssl"}, "scheme", "http", id="forged-protocol"),
     ],
 )
 def test_forged_forwarded_headers_do_not_reach_the_app(
@@ -186,6 +249,52 @@ def test_forged_forwarded_headers_do_not_reach_the_app(
     answer = send(proxy.port, "GET", "/test/whoami", headers, source="127.0.0.3")
     assert answer.status == 200
     assert answer.json()["data"][field] == expected
+
+
+@pytest.fixture(scope="module")
+def recorder(
+    requires_nginx: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Nginx, RawUpstream]]:
+    """nginx from the plain template in front of a RawUpstream answering 200: (nginx, the
+    upstream that records every request head)."""
+    recording = RawUpstream(answer=ANSWER_200)
+    variables = template_env(recording.port, free_port())
+    server = Nginx(tmp_path_factory.mktemp("nginx-recorder"), PLAIN, variables).start()
+    yield server, recording
+    server.stop()
+    recording.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("Forwarded", "for=203.0.113.9;proto=https;host=evil.example", id="forwarded"),
+        pytest.param("X-Forwarded-Port", "8443", id="x-forwarded-port"),
+        pytest.param("X-Forwarded-Prefix", "/evil", id="x-forwarded-prefix"),
+        pytest.param("X-Forwarded-Ssl", "on", id="x-forwarded-ssl"),
+        pytest.param("X-Forwarded-Protocol", "ssl", id="x-forwarded-protocol"),
+        pytest.param("X-Real-IP", "203.0.113.9", id="x-real-ip"),
+    ],
+)
+def test_other_forwarded_headers_never_reach_the_upstream(
+    recorder: tuple[Nginx, RawUpstream], name: str, value: str
+) -> None:
+    """A forwarded header nginx does not set is dropped; the upstream still gets the three
+    nginx sets, once each, with nginx's values."""
+    server, recording = recorder
+    tracking_id = f"dropped-{name.lower()}"
+    headers = {name: value, "X-Forwarded-For": "203.0.113.9", "X-Tracking-ID": tracking_id}
+    assert send(server.port, "GET", "/test/whoami", headers, source="127.0.0.3").status == 200
+    fields = recording.fields(tracking_id)
+    assert name.lower() not in fields
+    forwarded = {
+        key: fields.get(key) for key in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
+    }
+    assert forwarded == {
+        "x-forwarded-for": ["127.0.0.3"],
+        "x-forwarded-proto": ["http"],
+        "x-forwarded-host": [HOST],
+    }
 
 
 @pytest.mark.parametrize(
@@ -307,23 +416,6 @@ def test_static_file_is_served_without_gunicorn(proxy: Nginx, upstream: Gunicorn
     assert upstream_lines(upstream, "static-file") == []
 
 
-def test_missing_static_file_gets_the_404_envelope(proxy: Nginx) -> None:
-    """nginx's own 404 is JSON too, never its HTML page."""
-    answer = send(proxy.port, "GET", "/static/nope.txt")
-    assert answer.status == 404
-    assert answer.json()["msg"] == "not found"
-
-
-def test_malformed_request_gets_the_400_envelope(proxy: Nginx) -> None:
-    """A request nginx cannot parse is answered with the envelope."""
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: kit.test\r\nBroken header\r\n\r\n")
-        response = sock.makefile("rb").read()
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400")
-    assert json.loads(body)["code"] == 400
-
-
 def test_json_is_compressed(proxy: Nginx) -> None:
     """A large JSON answer is gzipped for a client that accepts it; a small one is not."""
     big = send(proxy.port, "GET", "/test/big", {"Accept-Encoding": "gzip"})
@@ -404,30 +496,6 @@ def test_connection_limit_answers_429_per_client_address(
     assert elsewhere.status == 200
 
 
-class Vanishing:
-    """An upstream that reads each request's head and closes the connection without an
-    answer, like a worker killed mid-request; it records the methods it received."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.methods: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        with contextlib.suppress(OSError):  # the listener closed: the test is over
-            while True:
-                client, _ = self.listener.accept()
-                with client:
-                    head = b""
-                    while b"\r\n\r\n" not in head and (chunk := client.recv(65536)):
-                        head += chunk
-                    self.methods.append(head.split(b" ", 1)[0].decode())
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.mark.parametrize(
     ("method", "resent"),
     [
@@ -445,7 +513,7 @@ def test_only_idempotent_methods_are_resent_to_another_upstream(
     two addresses, or compose's --scale), a request whose server received it and vanished is
     sent again to the other for GET, PUT and DELETE (idempotent in HTTP), never for POST
     or PATCH, which get the 502 envelope."""
-    vanishing = Vanishing()
+    vanishing = RawUpstream()
     try:
         # The template's `server ${APP_UPSTREAM};` line, made two.
         two = f"127.0.0.1:{vanishing.port}; server 127.0.0.1:{upstream.port}"
@@ -488,6 +556,20 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         timeout=60,
     )
     return cert, key
+
+
+def s_client(port: int, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run `openssl s_client` against 127.0.0.1:`port` for kit.test with `args`, writing
+    `stdin` to the connection."""
+    (openssl,) = programs.require("openssl")
+    return subprocess.run(
+        [openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HOST, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
 
 
 def tls_get(port: int, path: str, cert: Path, server_name: str = HOST) -> Answer:
@@ -561,11 +643,34 @@ def test_tls_variant_offers_only_the_intermediate_profiles_tls12_suites(
     itself refuses nothing): forward-secret AEAD suites connect, RSA key exchange and
     CBC-SHA do not."""
     _, tls_port, _ = tls_proxy
-    done = subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{tls_port}", "-servername", HOST,
-         "-tls1_2", "-cipher", f"{cipher}:@SECLEVEL=0"],
-        input="", capture_output=True, text=True, timeout=20, check=False,
-    )  # fmt: skip
+    done = s_client(tls_port, "-tls1_2", "-cipher", f"{cipher}:@SECLEVEL=0")
     assert (done.returncode == 0) == accepted, done.stdout + done.stderr
     if accepted:
         assert f"Cipher is {cipher}" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("version", "saved"),
+    [
+        # TLS 1.2 saves the handshake's own session, offered again by its id.
+        pytest.param("-tls1_2", True, id="tls1.2"),
+        # TLS 1.3 saves a session only from a ticket: without one there is nothing to offer.
+        pytest.param("-tls1_3", False, id="tls1.3"),
+    ],
+)
+def test_tls_variant_issues_no_session_tickets(
+    tls_proxy: tuple[Nginx, int, Path], tmp_path: Path, version: str, saved: bool
+) -> None:
+    """`openssl s_client` saves its session (-sess_out), then offers it again (-sess_in): no
+    ticket ever arrives, and nothing is resumed, by ticket or otherwise."""
+    _, tls_port, _ = tls_proxy
+    session = tmp_path / "session.pem"
+    # A request read to the end of its answer: TLS 1.3 tickets come after the handshake.
+    request = f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+    first = s_client(tls_port, version, "-ign_eof", "-sess_out", str(session), stdin=request)
+    assert "HTTP/1.1 200 OK" in first.stdout, first.stderr
+    assert "TLS session ticket" not in first.stdout
+    assert session.exists() == saved
+    second = s_client(tls_port, version, "-ign_eof", "-sess_in", str(session), stdin=request)
+    assert "Reused," not in second.stdout
+    assert ("New," in second.stdout) == saved, second.stderr
