@@ -1,5 +1,6 @@
-"""A corpus of hostile requests, sent as raw bytes to four targets: gunicorn's sync and gevent
-workers directly, and nginx (Debian's stock nginx.conf, the kit's template) in front of each.
+"""A corpus of hostile requests, sent as raw bytes to five targets: gunicorn's sync, gthread
+and gevent workers directly, and nginx (Debian's stock nginx.conf, the kit's template) in
+front of sync and of gevent.
 
 Every request in the table is answered in the JSON envelope with a status below 500, or the
 connection is closed without an answer where the table says so (framing the server cannot
@@ -11,9 +12,10 @@ The app is the kit's plus tests/apps, on PostgreSQL: rows are counted with a que
 each target is done. The bodies go to the tests' own resource, `/test/records`
 (harness/apps/records.py), whose model has the example's rules and whose table is counted:
 the corpus passes whatever resources the service has, the example removed included.
-The direct servers run with short timeouts (GUNICORN_TIMEOUT for sync, GUNICORN_KEEPALIVE
-for gevent, which bounds reading a request head) so their own slow-client defences act
-within the test; behind nginx, gunicorn runs as deployed, and nginx's 30 s client timeouts
+The direct servers run with a short GUNICORN_TIMEOUT, which bounds reading a request under
+every class (a sync worker is killed at it; gthread and gevent read under the kit's deadline,
+chassis/serving/deadline.py), and gevent with a short GUNICORN_KEEPALIVE, which bounds its
+wait for a head, so their own slow-client defences act within the test; behind nginx, gunicorn runs as deployed, and nginx's 30 s client timeouts
 are left alone: a slow client there is held, others are served, and the test drops it.
 """
 
@@ -43,16 +45,18 @@ CLOSED = "closed"
 HELD = "held"
 Outcome = int | str
 
-# gunicorn's own slow-client limits on the direct targets: a sync worker blocked on a socket
-# is killed after GUNICORN_TIMEOUT; a gevent worker gives up on a request head after
-# GUNICORN_KEEPALIVE. Behind nginx gunicorn keeps the defaults, as deployed.
-DIRECT_SYNC_TIMEOUT = 3
+# The slow-client limits on the direct targets: a request is read within GUNICORN_TIMEOUT
+# of its first byte (a sync worker blocked on a socket is killed at it), and a gevent worker
+# gives up on a request head after GUNICORN_KEEPALIVE. Behind nginx gunicorn keeps the
+# defaults, as deployed.
+DIRECT_TIMEOUT = 3
 DIRECT_GEVENT_KEEPALIVE = 2
 # How long a slow client dribbles; then how long it waits for the server's verdict, by
 # target (with a margin for the master's once-a-second check and a noisy machine).
 DRIBBLE_SECONDS = 1.2
-SLOW_CLIENT_WAIT = {"sync": DIRECT_SYNC_TIMEOUT + 3.0, "gevent": DIRECT_GEVENT_KEEPALIVE + 1.0}
-TARGETS = ["sync", "gevent", "nginx-sync", "nginx-gevent"]
+SLOW_CLIENT_WAIT = {"sync": DIRECT_TIMEOUT + 3.0, "gthread": DIRECT_TIMEOUT + 1.0,
+                    "gevent": DIRECT_TIMEOUT + 1.0}  # fmt: skip
+TARGETS = ["sync", "gthread", "gevent", "nginx-sync", "nginx-gevent"]
 # A bounded error body: no echo of a huge request can amplify it.
 MAX_ERROR_BODY = 16 * 1024
 SLEEPY = "harness.apps.sleepy:app"
@@ -120,13 +124,15 @@ def one_chunk(body: bytes) -> bytes:
 class Case:
     """One hostile request and the outcomes allowed for it, by target.
 
-    `gunicorn` holds for both direct targets unless `sync` or `gevent` says otherwise;
+    `gunicorn` holds for the direct targets unless `sync`, `gthread` or `gevent` says
+    otherwise;
     `nginx` for both nginx targets (default: the same as `gunicorn`)."""
 
     request: bytes | tuple[bytes, ...]
     gunicorn: tuple[Outcome, ...]
     nginx: tuple[Outcome, ...] | None = None
     sync: tuple[Outcome, ...] | None = None
+    gthread: tuple[Outcome, ...] | None = None
     gevent: tuple[Outcome, ...] | None = None
     # Shut the write side after sending: the client has nothing more to say.
     half_close: bool = False
@@ -137,7 +143,8 @@ class Case:
         """The outcomes allowed on `target`."""
         if target.startswith("nginx"):
             return self.nginx or self.gunicorn
-        return {"sync": self.sync, "gevent": self.gevent}[target] or self.gunicorn
+        by_class = {"sync": self.sync, "gthread": self.gthread, "gevent": self.gevent}
+        return by_class[target] or self.gunicorn
 
 
 def case(
@@ -150,12 +157,12 @@ def case(
 def slowly(request: bytes, **outcomes: tuple[Outcome, ...]) -> dict[str, Any]:
     """A slow client's `request`: eight parts over DRIBBLE_SECONDS, the last bytes never sent.
 
-    The direct sync worker is killed at GUNICORN_TIMEOUT and answers 408; the direct gevent
-    worker waits on a slow body (nothing bounds it); nginx holds the client for 30 s: the
-    test drops it first. `outcomes` overrides these."""
+    Each direct worker gives up at GUNICORN_TIMEOUT: a sync worker is killed and answers
+    408, gthread and gevent answer a body 408 (the head: see the case); nginx holds the
+    client for 30 s: the test drops it first. `outcomes` overrides these."""
     step = (len(request) - 4) // 8
     parts = tuple(request[n * step : (n + 1) * step] for n in range(8))
-    expected = {"gunicorn": (HELD,), "sync": (408,), "nginx": (HELD,), **outcomes}
+    expected = {"gunicorn": (408,), "nginx": (HELD,), **outcomes}
     return {"request": parts, "pause": DRIBBLE_SECONDS / 8, **expected}
 
 
@@ -286,8 +293,8 @@ CORPUS = [
     case("expect-continue-on-get", get_with(b"Expect: 100-continue"), (200,)),
     case("expect-continue-in-http-1.0", post_json(b"null", b"Expect: 100-continue").replace(b"HTTP/1.1", b"HTTP/1.0", 1), BAD),
     # Slow clients, a well-behaved one polling meanwhile: a head that never ends, a body or
-    # its chunks trickling in. gevent drops a slow head itself.
-    case("slow-head", **slowly(get_with(b"X-Slow: " + b"s" * 60), gevent=(CLOSED,))),
+    # its chunks trickling in. gthread and gevent close on a head past the deadline.
+    case("slow-head", **slowly(get_with(b"X-Slow: " + b"s" * 60), gthread=(CLOSED,), gevent=(CLOSED,))),
     case("slow-body", **slowly(post_json(RECORD))),
     case("slow-chunks", **slowly(CHUNKED_SLOWLY)),
 ]  # fmt: skip
@@ -472,10 +479,10 @@ def target(
     env |= {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "DATABASE_URL": database}
     if behind_nginx:
         env |= {"PROXY_FIX_X_FOR": "1", "PROXY_FIX_X_PROTO": "1", "PROXY_FIX_X_HOST": "1"}
-    elif worker_class == "sync":
-        env["GUNICORN_TIMEOUT"] = str(DIRECT_SYNC_TIMEOUT)
     else:
-        env["GUNICORN_KEEPALIVE"] = str(DIRECT_GEVENT_KEEPALIVE)
+        env["GUNICORN_TIMEOUT"] = str(DIRECT_TIMEOUT)
+        if worker_class == "gevent":
+            env["GUNICORN_KEEPALIVE"] = str(DIRECT_GEVENT_KEEPALIVE)
     directory = tmp_path_factory.mktemp(name)
     server = Gunicorn(directory, base_env(**env), args=[SLEEPY]).start()
     proxy = None
