@@ -62,8 +62,15 @@ dev: export APP_ENV ?= development
 dev: migrate ## Migrate, then serve on loopback, reloading on every change (werkzeug)
 	$(VENV)/bin/python -m chassis.serving.devserver
 
-serve-gevent: migrate ## Migrate, then serve with gevent alone: one process, no gunicorn
-	$(VENV)/bin/python -m chassis.serving.gevent_server
+# One gevent worker, never recycled: one process keeping state in memory (docs/serving.md).
+# Set for this target (and the migration before it) whatever the environment says, on purpose.
+# app=module:variable serves another app than gunicorn.conf.py's wsgi_app.
+serve-gevent: export GUNICORN_WORKER_CLASS = gevent
+serve-gevent: export WEB_CONCURRENCY = 1
+serve-gevent: export GUNICORN_MAX_REQUESTS = 0
+serve-gevent: export GUNICORN_MAX_REQUESTS_JITTER = 0
+serve-gevent: migrate ## Migrate, then serve with one gevent worker: one process keeping state, never recycled
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py $(app)
 
 test: install ## Run the whole test suite (PostgreSQL and nginx tests skip if absent)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -160,7 +160,7 @@ def access_fields(
     tracking_id: str,
 ) -> dict[str, Any]:
     """The fields of one access log line: the same for gunicorn's logger (chassis/serving/hooks.py)
-    and the gevent server's (chassis/serving/gevent_server.py), whatever the client sent."""
+    under every worker class, whatever the client sent."""
     return {
         "client": environ.get("REMOTE_ADDR"),
         "method": environ.get("REQUEST_METHOD"),

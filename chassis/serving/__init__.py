@@ -1,3 +1,3 @@
-"""Serving: gunicorn's hooks and logger, the gevent worker and the gevent server, the
-development server, and the container's health probe. Importing this package imports
-nothing, so a server may patch with gevent before anything else loads."""
+"""Serving: gunicorn's hooks and logger, the gevent worker, the development server, and the
+container's health probe. Importing this package imports nothing, so a server may patch with
+gevent before anything else loads."""

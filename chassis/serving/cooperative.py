@@ -1,7 +1,7 @@
 """psycopg2 under gevent: psycogreen's wait callback, with a deadline on connecting.
 
-Install it after gevent's monkey patching and before the first connection (gunicorn's
-post_fork for its gevent workers, chassis/serving/hooks.py; chassis/serving/gevent_server.py's start).
+Install it after gevent's monkey patching and before the first connection: gunicorn's
+post_fork does, for its gevent workers (chassis/serving/hooks.py).
 
 psycopg2 waits for PostgreSQL inside C code, which would block every greenlet of the process;
 psycogreen's wait callback makes libpq non-blocking and yields to the gevent hub instead. But

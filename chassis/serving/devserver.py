@@ -26,7 +26,10 @@ import argparse
 import ipaddress
 import logging
 import re
+import runpy
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from werkzeug.serving import is_running_from_reloader, run_simple
@@ -34,8 +37,13 @@ from werkzeug.utils import import_string
 
 from chassis.observability.log import configure_logging
 from chassis.observability.tracking import TrackingIdMiddleware, current_tracking_id
-from chassis.serving.gevent_server import GunicornConf, warn_about_scheduler
-from chassis.settings import development_secret_said, say_development_secret
+from chassis.settings import (
+    Settings,
+    current_settings,
+    development_secret_said,
+    host_port,
+    say_development_secret,
+)
 from chassis.web.envelope import error_answer
 
 if TYPE_CHECKING:
@@ -43,7 +51,51 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chassis.serving.devserver")  # not __main__ under -m
 
+GUNICORN_CONF = "gunicorn.conf.py"
 LOAD_FAILED = "the app failed to load; the development server's log has the traceback"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GunicornConf:
+    """What `gunicorn.conf.py` resolved that the development server honours."""
+
+    host: str
+    port: int
+    wsgi_app: str
+    settings: Settings
+
+    @classmethod
+    def load(cls, path: str = GUNICORN_CONF) -> GunicornConf:
+        """Run `path` as gunicorn does; a missing file or a bad value exits with one line."""
+        if not Path(path).is_file():
+            raise SystemExit(f"configuration error: {path}: not found; run from the project root")
+        conf = runpy.run_path(path)
+        host, port = listen_address(conf["bind"][0])
+        return cls(
+            host=host,
+            port=port,
+            wsgi_app=conf["wsgi_app"],
+            settings=current_settings(),  # read once, by gunicorn.conf.py
+        )
+
+
+def listen_address(bind: str) -> tuple[str, int]:
+    """Split a gunicorn bind, `HOST:PORT` or `[IPV6]:PORT`, into host and port.
+
+    Only TCP: gunicorn's `unix:` and `fd://` binds exit with one line naming GUNICORN_BIND.
+    """
+    parsed = host_port(bind)
+    if parsed is None:
+        raise SystemExit(
+            f"configuration error: GUNICORN_BIND: must be HOST:PORT or [IPV6]:PORT (got {bind!r})"
+        )
+    return parsed
+
+
+def warn_about_scheduler(settings: Settings) -> None:
+    """Say that SCHEDULER_ENABLED starts nothing here (only gunicorn's hooks start one)."""
+    if settings.scheduler_enabled:
+        log.warning("SCHEDULER_ENABLED ignored by this server: run `flask scheduler run` beside it")
 
 
 def is_loopback(host: str) -> bool:

@@ -1,13 +1,16 @@
-"""A test-only app: the kit's app plus endpoints that wait or log, for server behaviour tests.
+"""A test-only app: the kit's app plus endpoints that wait, log or count, for server
+behaviour tests.
 
 The shipped app has no such endpoints; tests serve this one with
-`gunicorn -c gunicorn.conf.py harness.apps.sleepy:app`.
+`gunicorn -c gunicorn.conf.py harness.apps.sleepy:app`
+or `make serve-gevent app=harness.apps.sleepy:app`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 from flask import Response, request
@@ -26,6 +29,12 @@ log = logging.getLogger("tests.sleepy")
 # What a gevent worker's pool size comes from, when set.
 POOL_VARIABLES = ("DB_POOL_SIZE", "DB_MAX_OVERFLOW")
 
+# State kept in the serving process's memory, as an app that must stay in one process keeps
+# it: another worker, or a recycled one, would start again from 0.
+requests_counted = 0
+# Under gevent the patched threading.Lock is gevent's own, so a waiting greenlet yields.
+counter_lock = threading.Lock()
+
 
 @app.get("/test/sleep")
 def sleep() -> Response:
@@ -41,6 +50,16 @@ def pg_sleep() -> Response:
     seconds = float(request.args.get("s", "0.5"))
     get_session().execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
     return ok({"slept": seconds})
+
+
+@app.get("/test/counter")
+def counter() -> Response:
+    """Add one to this process's counter; answer its new value and the process id."""
+    global requests_counted
+    with counter_lock:
+        requests_counted += 1
+        value = requests_counted
+    return ok({"value": value, "pid": os.getpid()})
 
 
 @app.get("/test/log")

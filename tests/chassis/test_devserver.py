@@ -1,6 +1,7 @@
 """`chassis/serving/devserver.py` as `make dev` runs it: werkzeug's reloader and server as real
-processes, the envelope and tracking id, reloads after a change, loopback only, and the 500
-envelope (never HTML) for an unhandled error or a module that fails to import.
+processes, the envelope and tracking id, reloads after a change, the address it reads from
+GUNICORN_BIND (loopback only), and the 500 envelope (never HTML) for an unhandled error or a
+module that fails to import.
 
 Every server listens on 127.0.0.1 and every wait is bounded.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from chassis.serving.devserver import LOAD_FAILED, is_loopback
+from chassis.serving.devserver import LOAD_FAILED, is_loopback, listen_address
 from harness.processes import PROBE, ROOT, base_env, free_port, get, wait_until
 from tests.support.answers import ENVELOPE_HEADERS, header_names
 
@@ -293,3 +294,38 @@ def test_an_address_off_loopback_is_refused_in_one_line(tmp_path: Path, bind: st
 def test_only_loopback_hosts_pass(host: str, loopback: bool) -> None:
     """127.0.0.0/8, ::1 and localhost are loopback; any other address or name is not."""
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("bind", "address"),
+    [
+        pytest.param("127.0.0.1:8000", ("127.0.0.1", 8000), id="ipv4"),
+        pytest.param("[::1]:8001", ("::1", 8001), id="ipv6"),
+        pytest.param("0.0.0.0:80", ("0.0.0.0", 80), id="any"),
+        pytest.param("localhost:65535", ("localhost", 65535), id="name"),
+    ],
+)
+def test_a_tcp_bind_is_split_into_host_and_port(bind: str, address: tuple[str, int]) -> None:
+    """HOST:PORT and [IPV6]:PORT, as gunicorn writes them."""
+    assert listen_address(bind) == address
+
+
+@pytest.mark.parametrize(
+    "bind",
+    [
+        pytest.param("unix:/run/kit.sock", id="unix-socket"),
+        pytest.param("fd://3", id="file-descriptor"),
+        pytest.param("127.0.0.1", id="no-port"),
+        pytest.param("::1:8000", id="ipv6-without-brackets"),
+        pytest.param(":8000", id="no-host"),
+        pytest.param("127.0.0.1:0", id="port-0"),
+        pytest.param("127.0.0.1:65536", id="port-too-big"),
+    ],
+)
+def test_any_other_bind_exits_naming_the_variable(bind: str) -> None:
+    """What is not a TCP HOST:PORT stops the server with one line naming GUNICORN_BIND."""
+    with pytest.raises(SystemExit) as exited:
+        listen_address(bind)
+    assert str(exited.value) == (
+        f"configuration error: GUNICORN_BIND: must be HOST:PORT or [IPV6]:PORT (got {bind!r})"
+    )

@@ -91,7 +91,6 @@ def test_the_error_statuses_are_listed_once() -> None:
     [
         pytest.param("chassis.serving.hooks", id="gunicorn"),
         pytest.param("chassis.web.metrics_listener", id="metrics-listener"),
-        pytest.param("chassis.serving.gevent_server", id="gevent-server"),
         pytest.param("chassis.serving.devserver", id="devserver"),
     ],
 )
