@@ -33,7 +33,11 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 # The kit's own settings for the measured app: a deployed service, JSON logs.
-KIT_ENV = {"APP_ENV": "production", "SECRET_KEY": "b" * 64, "LOG_FORMAT": "json"}
+KIT_ENV = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "7e7a4fb9563e445a20f4aa43d25b8192ac95e60a0cf28a3e52460cab4cf90d89",
+    "LOG_FORMAT": "json",
+}
 
 
 @dataclass(frozen=True)

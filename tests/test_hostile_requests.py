@@ -121,15 +121,17 @@ def text_server(
 
 
 def test_text_logs_escape_control_characters_from_the_client(text_server: Gunicorn) -> None:
-    """A path and query carrying a newline, a carriage return and a terminal escape give one
-    access line in which each is written as an escape. (gunicorn itself refuses control
-    characters in header values with its 400.)"""
-    forged = "/x%0a2026-01-01%2000:00:00,000%20ERROR%20forged%0d%1b%5B31m"
+    """A path and query carrying a newline, a carriage return, a terminal escape, U+2028 (a
+    line end to some viewers) and U+202E (right-to-left override, which shows `exe.txt` for
+    `txt.exe`) give one access line in which each is written as an escape. (gunicorn itself
+    refuses control characters in header values with its 400.)"""
+    forged = "/x%0a2026-01-01%2000:00:00,000%20ERROR%20forged%0d%1b%5B31m%E2%80%A8%E2%80%AEtxt.exe"
     status, _, _ = send(text_server.port, "GET", f"{forged}?q=%0aline%1b")
     assert status == 404
     text_server.stop()
     lines = text_server.stdout().splitlines()
     (access,) = [line for line in lines if "gunicorn.access" in line and "/x" in line]
-    assert "/x\\n2026-01-01 00:00:00,000 ERROR forged\\r\\x1b[31m" in access
+    assert "/x\\n2026-01-01 00:00:00,000 ERROR forged\\r\\x1b[31m\\u2028\\u202etxt.exe" in access
     assert not any(line.startswith("2026-01-01 00:00:00,000 ERROR forged") for line in lines)
-    assert "\x1b" not in text_server.stdout() + text_server.stderr()
+    output = text_server.stdout() + text_server.stderr()
+    assert [char for char in "\x1b\u2028\u202e" if char in output] == []

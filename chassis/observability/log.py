@@ -71,8 +71,9 @@ class JsonLineFormatter(OrjsonFormatter):
     The library's orjson formatter: a line costs a fraction of the json module's (every
     access line is one; bench/instructions.py). Non-ASCII stays readable; newlines, quotes
     and every other control character are escaped, so one record is always exactly one
-    line. What orjson refuses (an `extra` integer past 64 bits) goes through the json
-    module instead, rather than losing the line."""
+    line, and so are the invisible characters a viewer would act on (`escape_invisible`).
+    What orjson refuses (an `extra` integer past 64 bits) goes through the json module
+    instead, rather than losing the line."""
 
     def __init__(self) -> None:
         super().__init__(rename_fields={"exc_info": "exception"})
@@ -80,9 +81,11 @@ class JsonLineFormatter(OrjsonFormatter):
 
     def jsonify_log_record(self, log_data: LogData) -> str:
         try:
-            return super().jsonify_log_record(log_data)
+            line = super().jsonify_log_record(log_data)
         except orjson.JSONEncodeError:
-            return self._fallback.jsonify_log_record(log_data)
+            line = self._fallback.jsonify_log_record(log_data)
+        # isascii() reads a flag CPython keeps on every string: an ASCII line costs nothing.
+        return line if line.isascii() else escape_invisible(line)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -103,20 +106,39 @@ class JsonLineFormatter(OrjsonFormatter):
         super().add_fields(log_data, record, message_dict)
 
 
-# C0 controls, DEL and C1 controls (0x9b is a one-byte terminal escape, CSI).
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters that change what a viewer shows or where it breaks a line, without being seen:
+# the C1 controls (0x85 ends a line for some readers, 0x9b is a one-byte terminal CSI), the
+# Unicode line and paragraph separators (line ends to JavaScript and str.splitlines()), and
+# the bidirectional controls that reorder the text around them ("Trojan Source",
+# CVE-2021-42574). JSON may hold them raw, so orjson writes them raw.
+_INVISIBLE = r"\x80-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_INVISIBLE_CHARS = re.compile(f"[{_INVISIBLE}]")
+# The same, with the C0 controls and DEL, for text lines.
+_CONTROLS = re.compile(f"[\\x00-\\x1f\\x7f{_INVISIBLE}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+def escape_invisible(line: str) -> str:
+    """`line`, a JSON text, with each invisible character written as its JSON escape
+    (`\\u2028`): it reads back the same, and a viewer shows it instead of acting on it."""
+    return _INVISIBLE_CHARS.sub(lambda m: f"\\u{ord(m[0]):04x}", line)
+
+
 def escape_controls(text: str) -> str:
-    """`text` with every control character written as an escape (`\\n`, `\\x1b`), so that a
-    client's path, query or header can neither start a forged line nor drive a terminal."""
-    return _CONTROLS.sub(lambda m: _NAMED.get(m[0]) or f"\\x{ord(m[0]):02x}", text)
+    """`text` with every control and invisible character written as an escape (`\\n`, `\\x1b`,
+    `\\u202e`), so that a client's path, query or header can neither start a forged line,
+    drive a terminal nor reorder what a viewer shows."""
+    return _CONTROLS.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return _NAMED.get(match[0]) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 class TextLineFormatter(logging.Formatter):
-    """Readable text, one line per record: control characters in the message are escaped.
-    A traceback keeps its own line breaks, with the controls in each line escaped."""
+    """Readable text, one line per record: control and invisible characters in the message
+    are escaped. A traceback keeps its own line breaks, with the rest escaped in each line."""
 
     def __init__(self, traced: bool = False) -> None:
         super().__init__(TRACED_TEXT_FORMAT if traced else TEXT_FORMAT)

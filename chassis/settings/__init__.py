@@ -1,6 +1,6 @@
 """Settings: every variable declared once (`declarations`), the parsers they share
-(`parsers`), and one set per process (`current`). Importing this package loads pydantic,
-never Flask or SQLAlchemy."""
+(`parsers`), what a production SECRET_KEY must be (`secret_key`), and one set per process
+(`current`). Importing this package loads pydantic, never Flask or SQLAlchemy."""
 
 from chassis.settings.current import (
     PYPROJECT,
@@ -10,15 +10,13 @@ from chassis.settings.current import (
     say_development_secret,
     use_settings,
 )
-from chassis.settings.declarations import (
-    DEFAULT_MAX_CONTENT_LENGTH,
+from chassis.settings.declarations import DEFAULT_MAX_CONTENT_LENGTH, ServerSettings, Settings
+from chassis.settings.parsers import SettingsError, host_port, read_or_exit, tcp_port
+from chassis.settings.secret_key import (
     DEVELOPMENT_SECRET_KEY,
     MIN_PRODUCTION_SECRET_LENGTH,
     PLACEHOLDER_SECRETS,
-    ServerSettings,
-    Settings,
 )
-from chassis.settings.parsers import SettingsError, host_port, read_or_exit, tcp_port
 
 __all__ = [
     "DEFAULT_MAX_CONTENT_LENGTH",

@@ -27,36 +27,17 @@ from chassis.settings.parsers import (
     normalise_database_url,
     tcp_port,
 )
+from chassis.settings.secret_key import (
+    DEVELOPMENT_SECRET_KEY,
+    GENERATE_SECRET,
+    MIN_PRODUCTION_SECRET_LENGTH,
+    production_secret_problem,
+)
 
 AppEnv = Literal["development", "production", "test"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 WorkerClass = Literal["sync", "gevent", "gthread"]
-
-# A fixed key, so sessions and signed values survive restarts and agree across workers in
-# development; a per-process random key would silently break both. Refused in production.
-DEVELOPMENT_SECRET_KEY = "development-only-secret-key-never-use-in-production"  # noqa: S105
-PLACEHOLDER_SECRETS = frozenset(
-    {
-        "changeme",
-        "change-me",
-        "change_me",
-        "dev",
-        "development",
-        "secret",
-        "secret-key",
-        "secret_key",
-        "password",
-        "test",
-        "default",
-        "insecure",
-        DEVELOPMENT_SECRET_KEY,
-    }
-)
-# itsdangerous signs with HMAC-SHA1 by default; 32 random bytes (64 hex digits) is the
-# usual floor, and short keys are guessable offline from any signed cookie.
-MIN_PRODUCTION_SECRET_LENGTH = 32
-GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_hex(32))'"  # noqa: S105
 
 # 1 MiB: enough for JSON APIs, small enough that a worker never buffers a huge body.
 # nginx's client_max_body_size (nginx/) must be at least this; a test checks they agree.
@@ -73,19 +54,23 @@ class Settings(Declared):
     )
     secret_key: str = setting(
         "",
-        f"""Signs sessions and tokens. Required in production ({MIN_PRODUCTION_SECRET_LENGTH}+
-        characters, not a placeholder); development and test fall back to a fixed
+        f"""Signs sessions and tokens. Required in production: {MIN_PRODUCTION_SECRET_LENGTH}+
+        characters, not a run or a short unit repeated, neither containing nor close to a
+        placeholder (changeme, secret, password, the development key; the rule is in
+        chassis/settings/secret_key.py). Development and test fall back to a fixed
         development key and log a warning. Generate: {GENERATE_SECRET}""",
         shown="a fixed development key, outside production",
-        accepts="32+ characters in production",
+        accepts="32+ random characters in production",
         repr=False,  # never in a log line or a traceback
     )
     database_url: str = setting(
         "sqlite:///data/app.db",
         """The database. The default is an embedded SQLite file under ./data (created on
         demand); production uses PostgreSQL: postgresql://user:password@host:5432/dbname
-        (postgres:// works).""",
-        accepts="a postgresql:// or sqlite:/// URL",
+        (postgres:// works). SQLite is always a file, sqlite:///PATH (four slashes for an
+        absolute path), with no query string: the engine sets its options, and :memory:
+        would give each worker a database of its own.""",
+        accepts="a postgresql:// URL or sqlite:///PATH",
         repr=False,  # it may hold the database password
     )
     db_pool_size: int = setting(
@@ -221,20 +206,12 @@ class Settings(Declared):
     @field_validator("secret_key")
     @classmethod
     def _secret_key(cls, value: str, info: ValidationInfo) -> str:
-        """Production needs a real secret; elsewhere a missing one is the development key."""
+        """Production needs a real secret (secret_key.py says what passes); elsewhere a missing
+        one is the development key."""
         if info.data.get("app_env") != "production":
             return value if value.strip() else DEVELOPMENT_SECRET_KEY
-        if not value.strip():
-            raise ValueError(
-                f"is required when APP_ENV=production; generate one with `{GENERATE_SECRET}`"
-            )
-        if value.strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError("is a placeholder value; set a random secret")
-        if len(value) < MIN_PRODUCTION_SECRET_LENGTH:
-            raise ValueError(
-                f"must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters when "
-                "APP_ENV=production"
-            )
+        if problem := production_secret_problem(value):
+            raise ValueError(problem)
         return value
 
     @field_validator("database_url")

@@ -11,6 +11,7 @@ import importlib.util
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 _T = TypeVar("_T")
 
@@ -59,19 +60,39 @@ def tcp_port(bind: str) -> int | None:
 def normalise_database_url(raw: str) -> str:
     """Return `raw` with an explicit driver: `postgres://` and `postgresql://` use psycopg2.
 
-    Raises ValueError for anything but a PostgreSQL or SQLite URL, naming only its scheme
-    (never the credentials)."""
+    Raises ValueError for anything but a PostgreSQL URL or a SQLite file's, naming only its
+    scheme or form (never the credentials)."""
     scheme, sep, rest = raw.strip().partition("://")
     if not sep:
         raise ValueError("must be a URL such as postgresql://user@host/db")
     if scheme in {"postgres", "postgresql", "postgresql+psycopg2"}:
         return f"postgresql+psycopg2://{rest}"
     if scheme in {"sqlite", "sqlite+pysqlite"}:
-        if rest in {"", "/", "/:memory:"}:
-            # Every pooled connection would open its own, empty, in-memory database.
-            raise ValueError("must name a SQLite file, not :memory:")
-        return f"sqlite://{rest}"
+        return f"sqlite://{_sqlite_file(rest)}"
     raise ValueError(f"must start with postgresql:// or sqlite:// (got {scheme}://)")
+
+
+def _sqlite_file(rest: str) -> str:
+    """`rest` of a `sqlite://` URL when it is `/PATH` naming a file the chassis's engine can
+    open (chassis/database/engine.py); else ValueError saying which form it is."""
+    if rest and not rest.startswith("/"):
+        raise ValueError("must be sqlite:///PATH: three slashes, four for an absolute path")
+    path, question_mark, _ = rest[1:].partition("?")
+    # SQLAlchemy decodes %XX in the name: sqlite:///%3Amemory%3A is :memory:.
+    path = unquote(path)
+    if path in {"", ":memory:"}:
+        # Each worker, and each pooled connection, would have its own empty database (and
+        # SQLAlchemy refuses the engine's pool options for one: a TypeError at start).
+        raise ValueError("must name a SQLite file, not :memory:")
+    if path.startswith("file:"):
+        raise ValueError("must name a SQLite file by its path (sqlite:///PATH), not a file: URI")
+    if question_mark:
+        # The engine sets SQLite's timeout and pragmas itself: options in the URL would be
+        # overridden, or dropped with only a warning (mode=ro, cache=shared).
+        raise ValueError("takes no query string for SQLite: name the file only, sqlite:///PATH")
+    if path.rpartition("/")[2] in {"", ".", ".."}:
+        raise ValueError("must name a SQLite file, not a folder")
+    return rest
 
 
 def installed(module: str) -> bool:

@@ -24,6 +24,11 @@ from harness.processes import ROOT
 from tests.support.flask_app import AppFactory, LogReader
 
 log = logging.getLogger("some.module")
+# What no log line may carry raw, in either format: the C1 controls, the line and paragraph
+# separators, and the bidirectional controls that reorder what a viewer shows.
+INVISIBLE = "".join(map(chr, range(0x80, 0xA0))) + (
+    "\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+)
 
 
 def forget(log_stream: io.StringIO) -> None:
@@ -84,6 +89,28 @@ def test_any_message_is_one_json_line(app: Flask, log_stream: io.StringIO, messa
     log.info(message)
     [line] = raw_lines(log_stream)
     assert json.loads(line)["message"] == message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({}, id="orjson"),
+        pytest.param({"big": 2**70}, id="json-module"),
+    ],
+)
+def test_json_lines_escape_invisible_characters(
+    app: Flask, log_stream: io.StringIO, extra: dict[str, int]
+) -> None:
+    """Each invisible character, in the message or an extra field, is a \\u escape in the
+    raw line, whichever library wrote it, and parses back to itself."""
+    message = f"report{INVISIBLE}.txt"
+    log.info(message, extra={"agent": "gpj.\u202eexe", **extra})
+    [line] = raw_lines(log_stream)
+    assert [f"U+{ord(char):04X}" for char in INVISIBLE if char in line] == []
+    assert '"gpj.\\u202eexe"' in line
+    assert "report\\u0080\\u0081" in line
+    record = json.loads(line)
+    assert (record["message"], record["agent"]) == (message, "gpj.\u202eexe")
 
 
 def test_non_ascii_is_written_unescaped(app: Flask, log_stream: io.StringIO) -> None:
@@ -229,3 +256,20 @@ def test_text_lines_escape_control_characters_but_tracebacks_keep_their_lines() 
     lines = formatter.format(record).split("\n")
     assert lines[-1] == "ValueError: bad\\x1b[31m"
     assert lines[1] == "Traceback (most recent call last):"
+
+
+def test_text_lines_escape_invisible_characters() -> None:
+    """Each invisible character is an escape in a text line too, as C0 controls are: `\\x85`
+    below U+0100, `\\u2028` above; other non-ASCII text stays readable."""
+    formatter = build_formatter("text")
+    record = logging.LogRecord(
+        "app", logging.WARNING, "x.py", 1, "file %s", (f"café{INVISIBLE}",), None
+    )
+    record.tracking_id = "t-1"
+    line = formatter.format(record)
+    assert [f"U+{ord(char):04X}" for char in INVISIBLE if char in line] == []
+    assert "app: file café\\x80\\x81" in line
+    assert line.endswith(
+        "\\x9f\\u2028\\u2029\\u202a\\u202b\\u202c\\u202d\\u202e"
+        "\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c"
+    )

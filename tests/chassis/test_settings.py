@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from chassis.database.engine import build_engine
 from chassis.settings import DEVELOPMENT_SECRET_KEY, ServerSettings, Settings, SettingsError
-from harness.processes import ROOT
+from harness.processes import ROOT, base_env
 from template.settings_docs import ENV_EXAMPLE, README, documented
 
 # 64 hex digits, the shape `secrets.token_hex(32)` produces.
@@ -128,6 +133,65 @@ def test_random_key_is_accepted_in_production() -> None:
     assert settings.uses_development_secret is False
 
 
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        # The three an attacker's report found accepted with APP_ENV=production.
+        pytest.param("changeme" * 4, "is a placeholder value", id="changeme-x4"),
+        pytest.param("a" * 32, "is too repetitive", id="a-x32"),
+        pytest.param(
+            DEVELOPMENT_SECRET_KEY[:25] + DEVELOPMENT_SECRET_KEY[26:],
+            "is a placeholder value",
+            id="development-key-less-one",
+        ),
+        pytest.param(DEVELOPMENT_SECRET_KEY[1:], "is a placeholder value", id="less-the-first"),
+        # Close to the development key, containing none of the placeholder words.
+        pytest.param(
+            "devel0pment-0nly-s3cret-k3y-never-use-in-pr0duction",
+            "is a placeholder value",
+            id="development-key-respelt",
+        ),
+        pytest.param(
+            "Orders-API-Super-SECRET-for-Prod-2024", "is a placeholder value", id="has-secret"
+        ),
+        pytest.param("Zq7!" * 16, "is too repetitive", id="unit-of-4-x16"),
+        pytest.param("0123456789abcde" * 3, "is too repetitive", id="unit-of-15-x3"),
+        pytest.param("b" * 64, "is too repetitive", id="b-x64"),
+        pytest.param("Zq7-unique-k3y", "must be at least 32 characters", id="short"),
+    ],
+)
+def test_weak_secret_key_is_refused_in_production(key: str, reason: str) -> None:
+    """A placeholder, something close to one or holding one, a short key and a run or a short
+    unit repeated are each refused with one line naming SECRET_KEY and why, and quoting no
+    part of the key."""
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"APP_ENV": "production", "SECRET_KEY": key})
+    message = str(refused.value)
+    assert message.startswith(f"SECRET_KEY: {reason}")
+    assert "\n" not in message
+    # Not eight characters of the key in a row: not even which placeholder it holds.
+    assert [key[at : at + 8] for at in range(len(key) - 7) if key[at : at + 8] in message] == []
+
+
+@pytest.mark.parametrize(
+    ("generate", "size"),
+    [
+        pytest.param(secrets.token_hex, 32, id="token_hex-32"),
+        pytest.param(secrets.token_urlsafe, 32, id="token_urlsafe-32"),
+        pytest.param(secrets.token_hex, 16, id="token_hex-16-the-shortest"),
+    ],
+)
+def test_generated_keys_are_accepted_in_production(
+    generate: Callable[[int], str], size: int
+) -> None:
+    """Keys made the way the error message says, or with token_urlsafe, pass, 300 of each;
+    so does 32 hex digits, the shortest length. (A urlsafe key spelling a placeholder word
+    by chance is refused: about one in 27 million, chassis/settings/secret_key.py.)"""
+    for _ in range(300):
+        key = generate(size)
+        assert Settings(app_env="production", secret_key=key).secret_key == key
+
+
 @pytest.mark.parametrize("app_env", ["development", "test"])
 def test_given_secret_key_is_kept_outside_production(app_env: str) -> None:
     """A SECRET_KEY set in development or test replaces the development key."""
@@ -173,6 +237,85 @@ def test_direct_construction_is_validated_too() -> None:
 def test_database_url_is_normalised_to_an_explicit_driver(given: str, expected: str) -> None:
     """postgres:// and postgresql:// both mean psycopg2; SQLite files pass through."""
     assert Settings.from_env({"DATABASE_URL": given}).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        # Passed, then failed at start with a TypeError traceback (the engine's pool options).
+        pytest.param("sqlite:///:memory:?cache=shared", "not :memory:", id="memory-shared"),
+        pytest.param("sqlite://", "not :memory:", id="no-path"),
+        pytest.param("sqlite:///%3Amemory%3A", "not :memory:", id="memory-percent-encoded"),
+        pytest.param("sqlite:///?cache=shared", "not :memory:", id="only-a-query"),
+        pytest.param(
+            "sqlite:///file:app?mode=memory&cache=shared&uri=true", "not a file: URI", id="uri"
+        ),
+        pytest.param("sqlite:///file:data/app.db?uri=true", "not a file: URI", id="uri-file"),
+        pytest.param("sqlite:///file:app.db", "not a file: URI", id="file-prefix"),
+        pytest.param("sqlite:///data/app.db?mode=ro", "takes no query string", id="mode-ro"),
+        pytest.param("sqlite:///data/app.db?timeout=1", "takes no query string", id="timeout"),
+        pytest.param("sqlite://data/app.db", "three slashes", id="two-slashes"),
+        pytest.param("sqlite:///data/", "not a folder", id="folder"),
+    ],
+)
+def test_sqlite_url_the_engine_cannot_use_is_refused(url: str, reason: str) -> None:
+    """A SQLite URL that is not a plain file is refused with one line naming DATABASE_URL
+    and its form, before anything starts."""
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"DATABASE_URL": url})
+    message = str(refused.value)
+    assert message.startswith("DATABASE_URL: ")
+    assert reason in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("sqlite:///data/app.db", id="relative"),
+        pytest.param("sqlite:///{folder}/app.db", id="absolute"),
+        pytest.param("sqlite+pysqlite:///app%20copy.db", id="driver-and-escape"),
+    ],
+)
+def test_accepted_sqlite_url_opens_with_the_chassis_engine(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each SQLite form the settings accept is a file the chassis's engine opens."""
+    monkeypatch.chdir(tmp_path)
+    engine = build_engine(Settings.from_env({"DATABASE_URL": url.format(folder=tmp_path)}))
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        pytest.param(
+            {"DATABASE_URL": "sqlite:///:memory:?cache=shared"},
+            "DATABASE_URL: must name a SQLite file, not :memory:",
+            id="memory-database",
+        ),
+        pytest.param(
+            {"APP_ENV": "production", "SECRET_KEY": "a" * 32},
+            "SECRET_KEY: is too repetitive",
+            id="repetitive-key",
+        ),
+    ],
+)
+def test_entry_point_refuses_in_one_line(environ: dict[str, str], line: str) -> None:
+    """`python -m chassis.settings`, which the make targets run before anything slow, exits
+    1 with one line on stderr and no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "chassis.settings"],
+        cwd=ROOT, env=base_env(**environ), capture_output=True, text=True, check=False,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"configuration error: {line}")
+    assert result.stderr.count("\n") == 1
 
 
 def test_database_url_error_does_not_echo_the_password() -> None:

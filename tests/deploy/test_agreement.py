@@ -35,7 +35,10 @@ PROXY_FIX = {
     "PROXY_FIX_X_PREFIX": "X-Forwarded-Prefix",
 }
 # Stands in for the secrets each deployment keeps outside its files.
-SECRETS = {"SECRET_KEY": "s" * 40, "DATABASE_URL": "sqlite:///agreement.db"}
+SECRETS = {
+    "SECRET_KEY": "42818ade52925286a427bfd2f4307d22c32722118b10935973cd20034737fdc4",
+    "DATABASE_URL": "sqlite:///agreement.db",
+}
 
 
 def kubernetes_object(kind: str, name: str = "kit") -> dict[str, Any]:

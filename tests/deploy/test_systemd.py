@@ -65,7 +65,9 @@ def environment() -> dict[str, str]:
 def installed_copy(tmp_path: Path) -> Path:
     """The unit as installed on this machine: /srv/kit is this checkout (its real gunicorn)."""
     env_file = tmp_path / "kit.env"
-    env_file.write_text("SECRET_KEY=" + "k" * 40 + "\n")
+    env_file.write_text(
+        "SECRET_KEY=c43df274ef2cb4533a5926e8882adc8b9d7b2b49921e39cc8c56c978eee8f235\n"
+    )
     text = UNIT.read_text().replace("/srv/kit", str(ROOT))
     unit = tmp_path / "kit.service"
     unit.write_text(text.replace("/etc/kit/kit.env", str(env_file)))
@@ -193,7 +195,7 @@ def test_app_serves_under_memory_deny_write_execute(
     port = free_port()
     env = base_env(
         APP_ENV="production",
-        SECRET_KEY="m" * 40,
+        SECRET_KEY="db0230cf737d73ec2933e8182ba608cbd4b1e8cff35bc175b7f88253c73fc015",
         DATABASE_URL=database_url,
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_WORKER_CLASS=worker_class,
