@@ -335,6 +335,30 @@ def test_valid_client_id_is_kept_end_to_end(proxy: Nginx, upstream: Gunicorn) ->
     assert any("status" in line for line in logged)
 
 
+def test_a_timed_out_request_keeps_the_clients_id_through_nginx(
+    start_nginx: Any, tmp_path: Path
+) -> None:
+    """A request whose worker gunicorn's master kills (GUNICORN_TIMEOUT) comes back through
+    nginx as the 500 envelope with the client's tracking id, and nginx's access line and
+    gunicorn's carry that id too: not a fresh one no log had."""
+    env = base_env(
+        LOG_FORMAT="json", DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}", WEB_CONCURRENCY="1",
+        GUNICORN_TIMEOUT="2", PROXY_FIX_X_FOR="1", PROXY_FIX_X_PROTO="1", PROXY_FIX_X_HOST="1",
+    )  # fmt: skip
+    upstream = Gunicorn(tmp_path, env, args=["harness.apps.sleepy:app"]).start()
+    try:
+        proxy = start_nginx(PLAIN, template_env(upstream.port, free_port()))
+        answer = send(proxy.port, "GET", "/test/sleep?s=6", {"X-Tracking-ID": "slow-nginx-1"})
+        assert (answer.status, answer.header("X-Tracking-ID")) == (500, "slow-nginx-1")
+        assert answer.json()["tracking_id"] == "slow-nginx-1"
+        (logged,) = eventually(lambda: nginx_lines(proxy, "slow-nginx-1"))
+        assert logged["status"] == 500
+        access = eventually(lambda: upstream_lines(upstream, "slow-nginx-1"))
+        assert [line["status"] for line in access if "status" in line] == [500]
+    finally:
+        upstream.stop()
+
+
 def test_access_log_is_json_with_upstream_timing(proxy: Nginx) -> None:
     """nginx's access log line parses as JSON, escapes what the client sent and times the
     upstream."""
