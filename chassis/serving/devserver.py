@@ -31,8 +31,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes, urlsplit
 
-from werkzeug.serving import is_running_from_reloader, run_simple
+from werkzeug.serving import WSGIRequestHandler, is_running_from_reloader, run_simple
 from werkzeug.utils import import_string
 
 from chassis.observability.log import configure_logging
@@ -142,6 +143,21 @@ class WithoutTerminalStyles(logging.Filter):
         return True
 
 
+class PathBytesHandler(WSGIRequestHandler):
+    """werkzeug's request handler, with PATH_INFO holding the path's bytes as gunicorn gives
+    them (latin-1 text, PEP 3333). werkzeug decodes them as UTF-8 with errors="replace", so
+    `%FF%FE` and `%C0%AF` reached the app as the same U+FFFD pair, past the chassis's check
+    for a path that is not UTF-8 (chassis/web/errors.py)."""
+
+    def make_environ(self) -> WSGIEnvironment:
+        environ = super().make_environ()
+        url = urlsplit(self.path)
+        # As werkzeug reads it: a path starting with // was parsed as a host.
+        path = f"/{url.netloc}{url.path}" if not url.scheme and url.netloc else url.path
+        environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1")
+        return environ
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve on loopback, restarting on every change, until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m chassis.serving.devserver")
@@ -180,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         # A thread per request, as `flask run`: a slow request does not hold up the others.
         threaded=True,
         extra_files=args.extra_file,
+        request_handler=PathBytesHandler,
     )
 
 

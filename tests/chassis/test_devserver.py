@@ -153,6 +153,19 @@ def test_healthz_answers_the_envelope_with_the_tracking_id(
     }
 
 
+def test_a_path_that_is_not_utf8_is_a_400_as_under_gunicorn(
+    serve: Callable[..., DevServer],
+) -> None:
+    """werkzeug's server decodes a path with errors="replace"; the development server hands
+    the app its bytes, so `%FF%FE` and `%C0%AF` are each the 400 envelope, not one name, and
+    a path in UTF-8 still routes (a 404 for no such route, as under gunicorn)."""
+    server = serve()
+    for name in ("%FF%FE", "%C0%AF"):
+        status, _, body = get(server.port, f"/api/items/by-name/{name}")
+        assert (status, json.loads(body)["msg"]) == (400, "request path is not valid UTF-8")
+    assert get(server.port, "/nowhere/%C3%A9")[0] == 404
+
+
 def test_an_unhandled_error_answers_the_500_envelope_never_html(
     tmp_path: Path, serve: Callable[..., DevServer]
 ) -> None:
