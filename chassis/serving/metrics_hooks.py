@@ -7,14 +7,16 @@ assigns these hooks as it does those of chassis/serving/hooks.py.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shlex
+import socket
 from typing import Any
 
 from chassis.observability.metric_files import MetricFiles
 from chassis.observability.metrics import current_metrics
 from chassis.serving.hooks import WORKER_CLASSES, chassis_settings
-from chassis.settings import tcp_port
+from chassis.settings import host_port, tcp_port
 
 
 def listeners(bind: str, metrics_bind: str | None) -> list[str]:
@@ -27,7 +29,32 @@ def listeners(bind: str, metrics_bind: str | None) -> list[str]:
             "configuration error: METRICS_BIND: must use another port than GUNICORN_BIND "
             f"(got {metrics_bind!r} beside {bind!r})"
         )
-    return [bind, metrics_bind]
+    return [bind, own_address(metrics_bind)]
+
+
+def own_address(bind: str) -> str:
+    """`bind` with a host name replaced by this machine's own address among those the name
+    resolves to; an IP address is kept. In compose, a network alias names every replica's
+    address on the metrics network (compose.yaml): each replica binds its own, so the
+    listener answers on that network alone, not on every network the app joins."""
+    host, port = host_port(bind) or ("", 0)  # the settings checked its form
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return bind
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        found = []
+    for family, _, _, _, address in sorted(found, key=lambda info: info[4][0]):
+        with socket.socket(family) as probe:
+            try:
+                probe.bind((address[0], 0))
+            except OSError:  # another machine's (another replica's) address
+                continue
+        return f"{address[0]}:{port}" if family == socket.AF_INET else f"[{address[0]}]:{port}"
+    raise SystemExit(
+        f"configuration error: METRICS_BIND: {host} names no address of this machine (got {bind!r})"
+    )
 
 
 def require_metrics_listener(server: Any, metrics_bind: str | None) -> None:

@@ -156,8 +156,9 @@ class Settings(Declared):
     metrics_bind: str | None = setting(
         None,
         """Where Prometheus scrapes /metrics: gunicorn listens here too, and answers
-        /metrics and nothing else on it; never the address nginx proxies to. Unset, no
-        metrics listener (compose.yaml and Kubernetes set 0.0.0.0:9100).""",
+        /metrics and nothing else on it; never the address nginx proxies to. A host name
+        binds this machine's own address among those it names. Unset, no metrics listener
+        (compose.yaml sets app-metrics:9100, Kubernetes 0.0.0.0:9100).""",
         shown="off",
         accepts="HOST:PORT",
     )

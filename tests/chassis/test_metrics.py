@@ -33,6 +33,7 @@ from sqlalchemy import create_engine, func, select
 from chassis.observability.metric_files import read_values
 from chassis.observability.metrics import current_metrics, service_version
 from chassis.scheduler.models import JobRun
+from chassis.serving.metrics_hooks import own_address
 from chassis.settings import Settings, SettingsError
 from chassis.web.responses import ok
 from harness.processes import (
@@ -290,6 +291,30 @@ def test_metrics_bind_on_the_apps_port_is_refused_in_one_line() -> None:
         done.stderr.strip()
         .splitlines()[-1]
         .startswith("configuration error: METRICS_BIND: must use another port than GUNICORN_BIND")
+    )
+
+
+@pytest.mark.parametrize(
+    ("bind", "bound"),
+    [
+        pytest.param("0.0.0.0:9100", "0.0.0.0:9100", id="an-address-is-kept"),
+        pytest.param("[::1]:9100", "[::1]:9100", id="ipv6-kept"),
+        pytest.param("localhost:9100", "127.0.0.1:9100", id="a-name-is-this-machines-address"),
+    ],
+)
+def test_metrics_bind_by_name_binds_this_machines_own_address(bind: str, bound: str) -> None:
+    """A host name in METRICS_BIND becomes the address it names that this machine has (in
+    compose, a replica's own on the metrics network); an address stays as it is."""
+    assert own_address(bind) == bound
+
+
+def test_metrics_bind_naming_no_address_here_is_refused_in_one_line() -> None:
+    """A name with no address of this machine stops gunicorn.conf.py with one line."""
+    done = load_gunicorn_conf(METRICS_BIND="nowhere.invalid:9100")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "configuration error: METRICS_BIND: nowhere.invalid names no address of this machine "
+        "(got 'nowhere.invalid:9100')"
     )
 
 

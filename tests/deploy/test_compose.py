@@ -1,6 +1,8 @@
 """compose.yaml on a real Docker engine: `docker compose up --build --wait`, then every
 promise of the stack checked through nginx on the published port, with only the kit's own
-endpoints, so these tests pass whatever resources the service has.
+endpoints, so these tests pass whatever resources the service has. The metrics listener,
+which nginx never reaches, is tried from a container on each of the app's networks and from
+the Docker host instead.
 
 The stack (`stack`, tests/deploy/compose_stack.py) is shared with the example resource's
 tests (tests/app/items/test_deployed.py). The tests that stop, restart or recreate containers
@@ -15,6 +17,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,8 +27,10 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from chassis.settings.parsers import tcp_port
 from harness.processes import ROOT, base_env, free_port, request, wait_until
 from tests.deploy.compose_stack import Stack, healthy, lines_with
+from tests.deploy.files import compose_services
 from tests.support.engine import docker
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -218,6 +223,86 @@ def test_app_can_write_only_to_its_tmpfs(stack: Stack) -> None:
     assert writable == ["/tmp", "/dev/shm"]
 
 
+# --- The metrics listener ---------------------------------------------------------------
+
+# GETs /metrics on port argv[1] of each address after it, all at once, and prints (as JSON)
+# those where the kit's listener answered: a 200 with its app_build_info gauge. Refused, timed
+# out, or another server on a route out of the machine: no answer.
+METRICS_PROBE = """
+import concurrent.futures, http.client, json, sys
+
+def answered(address):
+    conn = http.client.HTTPConnection(address, int(sys.argv[1]), timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        return response.status == 200 and b"app_build_info" in response.read()
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+with concurrent.futures.ThreadPoolExecutor() as pool:
+    found = pool.map(answered, sys.argv[2:])
+print(json.dumps([address for address, ok in zip(sys.argv[2:], found) if ok]))
+"""
+
+
+def metrics_port() -> str:
+    """The metrics listener's port, METRICS_BIND's in compose.yaml."""
+    port = tcp_port(compose_services()["app"]["environment"]["METRICS_BIND"])
+    assert port is not None
+    return str(port)
+
+
+def addresses(stack: Stack, container: str) -> dict[str, str]:
+    """The container's address on each of the stack's networks, by the network's name in
+    compose.yaml."""
+    out = docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", container).stdout
+    prefix = f"{stack.project}_"
+    return {
+        name.removeprefix(prefix): network["IPAddress"] for name, network in json.loads(out).items()
+    }
+
+
+def metrics_answered_from(stack: Stack, network: str | None, targets: list[str]) -> list[str]:
+    """The targets whose metrics listener answers a container on `network` (a throwaway one
+    from the app's image), or the Docker host itself when `network` is None."""
+    probe = ["-c", METRICS_PROBE, metrics_port(), *targets]
+    if network is None:
+        done = subprocess.run(
+            [sys.executable, *probe], capture_output=True, text=True, timeout=60, check=True
+        )
+        found: list[str] = json.loads(done.stdout)
+        return found
+    replica = stack.container("app").split()[0]
+    image = docker("inspect", "--format", "{{.Image}}", replica).stdout.strip()
+    run = ["run", "--rm", "--network", f"{stack.project}_{network}", "--entrypoint", "python"]
+    found = json.loads(docker(*run, image, *probe, timeout=60).stdout)
+    return found
+
+
+def test_metrics_answer_only_on_the_metrics_network(stack: Stack) -> None:
+    """GET /metrics, tried at each of the app's addresses and at `app` from a container on
+    each of its networks (nginx's, PostgreSQL's, and the metrics one, where Prometheus
+    scrapes) and from the Docker host, is answered on the metrics network alone, and there
+    at the app's address on it."""
+    app = addresses(stack, stack.container("app"))
+    targets = [*app.values(), "app"]
+
+    answered = {
+        "host": metrics_answered_from(stack, None, targets),
+        **{network: metrics_answered_from(stack, network, targets) for network in app},
+    }
+
+    assert answered == {
+        "host": [],
+        "frontend": [],
+        "backend": [],
+        "metrics": [app["metrics"], "app"],
+    }
+
+
 # --- Stopping, restarting, recreating (these change the stack: keep them last) ---------
 
 
@@ -378,6 +463,26 @@ def test_slow_uploads_cannot_run_nginx_out_of_memory(stack: Stack) -> None:
                   if "exited on signal 9" in line]  # fmt: skip
         assert (status, state["OOMKilled"], killed) == (200, False, [])
         assert stack.container("nginx") == container
+
+
+def test_each_replica_serves_metrics_at_its_own_address(stack: Stack) -> None:
+    """Scaled to two, each app replica listens for /metrics at its own address on the
+    metrics network (each finds it among both replicas' at start), so a scraper on that
+    network reaches both, and nothing on nginx's network reaches either."""
+    scale = ["up", "--detach", "--wait", "--no-deps", "--scale"]
+    stack.compose(*scale, "app=2", "app", timeout=180)
+    try:
+        replicas = stack.compose("ps", "--quiet", "app").stdout.split()
+        metrics = sorted(addresses(stack, replica)["metrics"] for replica in replicas)
+        frontend = [addresses(stack, replica)["frontend"] for replica in replicas]
+        answered = sorted(metrics_answered_from(stack, "metrics", metrics))
+        assert (len(replicas), answered) == (2, metrics)
+        assert metrics_answered_from(stack, "frontend", [*metrics, *frontend]) == []
+    finally:
+        stack.compose(*scale, "app=1", "app", timeout=180)
+        # nginx resolved `app` when it started; scaling recreated or removed that replica.
+        stack.compose("kill", "--signal", "HUP", "nginx")
+        wait_until(lambda: stack.send("GET", "/healthz")[0] == 200, 10, "nginx does not reach app")
 
 
 def test_database_survives_down_and_up_but_not_down_volumes(stack: Stack) -> None:

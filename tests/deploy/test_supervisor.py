@@ -6,6 +6,9 @@ temporary directory. Its `user=kit` becomes `nobody` when the tests run as root 
 can run this checkout's interpreter; otherwise the line is dropped (only root can switch
 users, and a virtual environment made from an interpreter under /root is unreadable to
 nobody), so the program runs as the test's own user.
+
+Its environment file loader, deploy/supervisor/with-env-file, is held to systemd's
+EnvironmentFile= in tests/deploy/test_systemd_env_file.py.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -157,8 +161,9 @@ def supervised(tmp_path: Path) -> Iterator[Supervisord]:
             timeout=TIMEOUT,
         )
         env_file = data / "kit.env"
+        # The report's password, which stopped a shell loader: `$sw0rdTail` is not set.
         env_file.write_text(
-            f"SECRET_KEY={'s' * 40}\n"
+            f"SECRET_KEY=pa$sw0rdTail{secrets.token_hex(32)}\n"
             f"DATABASE_URL={database_url}\n"
             f"GUNICORN_BIND=127.0.0.1:{port}\n"
             f"WEB_CONCURRENCY={WORKERS}\n"
