@@ -6,7 +6,6 @@ Every server here listens on 127.0.0.1 and every load is bounded in count and ti
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal

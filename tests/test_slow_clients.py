@@ -94,10 +94,13 @@ def test_slow_clients_are_cut_at_the_deadline_and_others_served(
     """Slow clients filling the worker get a 408 envelope (a body) or a closed connection
     (a head) within GUNICORN_TIMEOUT of their first byte; a /healthz sent meanwhile is
     answered within that time too, not after DRIBBLE_LIMIT."""
-    room = {"gthread": "GUNICORN_THREADS", "gevent": "GUNICORN_WORKER_CONNECTIONS"}
+    places = {
+        "gthread": {"GUNICORN_THREADS": str(ROOM["gthread"])},
+        "gevent": {"GUNICORN_WORKER_CONNECTIONS": str(ROOM["gevent"])},
+    }
     server = serve_test_app(
         tmp_path, worker_class, WEB_CONCURRENCY="1", GUNICORN_TIMEOUT=str(TIMEOUT),
-        **{room[worker_class]: str(ROOM[worker_class]) for _ in [1] if worker_class in room},
+        **places.get(worker_class, {}),
     )  # fmt: skip
     started.append(server)
     outcomes: list[Outcome] = []
