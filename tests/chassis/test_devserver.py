@@ -157,11 +157,12 @@ def test_a_path_that_is_not_utf8_is_a_400_as_under_gunicorn(
     serve: Callable[..., DevServer],
 ) -> None:
     """werkzeug's server decodes a path with errors="replace"; the development server hands
-    the app its bytes, so `%FF%FE` and `%C0%AF` are each the 400 envelope, not one name, and
-    a path in UTF-8 still routes (a 404 for no such route, as under gunicorn)."""
+    the app its bytes, so `%FF%FE` and `%C0%AF` are each the 400 envelope, not one name (the
+    check runs before routing, so any path shows it), and a path in UTF-8 still routes (a
+    404 for no such route, as under gunicorn)."""
     server = serve()
     for name in ("%FF%FE", "%C0%AF"):
-        status, _, body = get(server.port, f"/api/items/by-name/{name}")
+        status, _, body = get(server.port, f"/nowhere/{name}")
         assert (status, json.loads(body)["msg"]) == (400, "request path is not valid UTF-8")
     assert get(server.port, "/nowhere/%C3%A9")[0] == 404
 

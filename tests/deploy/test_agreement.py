@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from chassis.settings import DEFAULT_MAX_CONTENT_LENGTH
+from chassis.settings import DEFAULT_MAX_CONTENT_LENGTH, tcp_port
 from chassis.web.envelope import envelope_body
 from harness.processes import ROOT, resolve_gunicorn_conf
 from tests.deploy.files import compose_services, yaml_documents
@@ -81,8 +81,12 @@ def deployment_environments() -> dict[str, dict[str, str]]:
 
 
 def resolve_gunicorn(environment: dict[str, str]) -> dict[str, Any]:
-    """gunicorn.conf.py as it resolves under `environment` and stand-in secrets."""
-    return resolve_gunicorn_conf(**{**environment, **SECRETS})
+    """gunicorn.conf.py as it resolves under `environment` and stand-in secrets. METRICS_BIND's
+    host gets loopback in its stead: compose's names its network alias, which names nothing
+    here, and gunicorn.conf.py would stop on it (metrics_hooks.own_address)."""
+    metrics_bind = environment.get("METRICS_BIND")
+    metrics = {"METRICS_BIND": f"127.0.0.1:{tcp_port(metrics_bind)}"} if metrics_bind else {}
+    return resolve_gunicorn_conf(**{**environment, **SECRETS, **metrics})
 
 
 def seconds(value: str | int) -> int:
