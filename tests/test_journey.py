@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,9 @@ def test_from_copier_copy_to_two_resources_and_through_an_update(tmp_path: Path)
     programs.require("git")
     template = tmp_path / "template"
     run(ROOT, "git", "clone", "--quiet", "--no-local", str(ROOT), str(template))
+    if not git(template, "tag", "--list", "v*"):  # a clone of one branch has no tags
+        version = tomllib.loads((template / "pyproject.toml").read_text())["project"]["version"]
+        git(template, "tag", "--annotate", f"v{version}", "--message", "released here")
     project = tmp_path / NAME
     copier = [sys.executable, "-m", "copier"]
     run(ROOT, *copier, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
