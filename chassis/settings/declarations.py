@@ -328,7 +328,7 @@ class ServerSettings(Declared):
     gunicorn_keepalive: int = setting(
         75,
         """Seconds an idle keep-alive connection stays open; above nginx's upstream
-        keepalive_timeout (60 s), so nginx never reuses a connection gunicorn is closing.""",
+        keepalive_timeout (1 s), so nginx never reuses a connection gunicorn is closing.""",
         ge=1,
     )
     gunicorn_max_requests: int = setting(

@@ -3,13 +3,14 @@ keepalive: an idle keep-alive connection never holds a stopping worker for the g
 timeout, on SIGTERM, on a HUP reload under load, or on a max_requests recycle under load.
 
 GUNICORN_GRACEFUL_TIMEOUT stays at its default (30 s), so a worker parked by an idle
-connection is plain to see against the 3 s each test allows. Every server listens on
+connection is plain to see against the 6 s each test allows. Every server listens on
 127.0.0.1; every load is a few threads, bounded in time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import signal
 import socket
 import threading
@@ -23,10 +24,10 @@ import pytest
 from harness.processes import Gunicorn, Load, free_port, get, serve_test_app, wait_until
 from harness.proxy import NGINX_DIR, Nginx, template_env
 
-# gunicorn's own gevent worker waits out the 30 s graceful timeout; the kit's needs about 2 s
-# (an idle connection's 1 s, then the master's once-a-second check). The rest is margin for
-# a loaded machine: CI once saw 3.04 s.
-STOP_BOUND_S = 5.0
+# gunicorn's own gevent worker waits out the 30 s graceful timeout; the kit's needs about 3 s
+# (idle connections are kept 2 s, then the master's once-a-second check). The rest is
+# margin for a loaded machine.
+STOP_BOUND_S = 6.0
 # The server name the templates are rendered with (harness/proxy.py); nginx drops others.
 HOST = {"Host": "kit.test"}
 
@@ -111,7 +112,35 @@ def test_an_idle_keepalive_connection_does_not_delay_sigterm(
     assert took < STOP_BOUND_S, f"{worker_class}: exit {took:.1f} s after SIGTERM"
 
 
-def test_sigterm_behind_nginx_with_nothing_in_flight_exits_within_3s(
+@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])
+def test_a_request_soon_after_stop_on_an_idle_connection_is_answered_and_closed(
+    tmp_path: Path, started: list[Any], worker_class: str
+) -> None:
+    """A request sent on an idle keep-alive connection 1.5 s after SIGTERM, later than nginx
+    keeps an idle upstream connection (1 s), is answered with `Connection: close`: a stopping
+    worker never shuts a connection nginx may still send on. Shut after 1 s idle, as the
+    kit's gevent worker once did, the request failed (a POST through nginx: a 502)."""
+    server = serve_test_app(tmp_path, worker_class, WEB_CONCURRENCY="1")
+    started.append(server)
+    assert server.proc is not None
+    client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        client.request("GET", "/healthz", headers=HOST)
+        first = client.getresponse()
+        first.read()
+        assert first.status == 200
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.5)
+        client.request("GET", "/healthz", headers=HOST)
+        late = client.getresponse()
+        late.read()
+    finally:
+        client.close()
+    assert (late.status, late.getheader("Connection")) == (200, "close")
+    assert server.proc.wait(10) == 0
+
+
+def test_sigterm_behind_nginx_with_nothing_in_flight_exits_promptly(
     tmp_path: Path, started: list[Any], requires_nginx: None
 ) -> None:
     """nginx keeps its upstream connections to both workers open and idle after a burst."""
@@ -126,7 +155,7 @@ def test_hup_under_load_fails_no_request_and_old_workers_leave_promptly(
     tmp_path: Path, started: list[Any], requires_nginx: None
 ) -> None:
     """Two clients through nginx while gunicorn reloads, with idle upstream connections
-    open to the old workers: every answer 200, and each old worker exits within 3 s of the
+    open to the old workers: every answer 200, and each old worker exits within 6 s of the
     last response it sent."""
     upstream, proxy = behind_nginx(started, tmp_path)
     old = worker_pids(upstream)
@@ -154,7 +183,7 @@ def test_max_requests_recycles_under_load_without_parking_a_worker(
     tmp_path: Path, started: list[Any], requires_nginx: None
 ) -> None:
     """A worker recycles after 40 requests under load through nginx, with idle upstream
-    connections open: every answer 200, and it exits within 3 s of deciding to (no wait
+    connections open: every answer 200, and it exits within 6 s of deciding to (no wait
     for the graceful timeout, during which it would accept nothing)."""
     upstream, proxy = behind_nginx(
         started, tmp_path, GUNICORN_MAX_REQUESTS="40", GUNICORN_MAX_REQUESTS_JITTER="0"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER
 
 from chassis.settings import DEFAULT_MAX_CONTENT_LENGTH, tcp_port
 from chassis.web.envelope import envelope_body
@@ -171,7 +172,8 @@ def test_proxies_wait_at_least_as_long_as_gunicorn(deployment: str) -> None:
 
 @pytest.mark.parametrize("deployment", ["compose", "systemd", "supervisor"])
 def test_gunicorn_keepalive_outlasts_nginx_upstream_keepalive(deployment: str) -> None:
-    """nginx drops an idle upstream connection before gunicorn does (no reset mid-send)."""
+    """nginx drops an idle upstream connection before gunicorn does, running or stopping
+    (no request sent down a connection gunicorn is shutting)."""
     keepalive = resolve_gunicorn(deployment_environments()[deployment])["keepalive"]
     templates = [path for directory in NGINX_TEMPLATES for path in directory.glob("*.template")]
     upstream_timeouts = [
@@ -182,6 +184,9 @@ def test_gunicorn_keepalive_outlasts_nginx_upstream_keepalive(deployment: str) -
     ]
     assert len(upstream_timeouts) == len(templates)
     assert all(timeout < keepalive for timeout in upstream_timeouts)
+    # A stopping worker (gthread; the kit's gevent worker takes gunicorn's number) shuts its
+    # idle connections STOP_KEEPALIVE_LINGER after it stops: nginx must have dropped them.
+    assert all(timeout < STOP_KEEPALIVE_LINGER for timeout in upstream_timeouts)
 
 
 @pytest.mark.parametrize("deployment", ["compose", "systemd", "supervisor", "k8s"])
