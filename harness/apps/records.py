@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from chassis.database.models import NAMING_CONVENTION, UTCDateTime, utcnow
 from chassis.database.sessions import get_session
 from chassis.database.upsert import upsert
+from chassis.settings.parsers import normalise_database_url
 from chassis.web.operations import IntParam, TextParam, operation
 from chassis.web.responses import created, ok
 from chassis.web.validation import MAX_INT, Text
@@ -66,8 +67,9 @@ class Record(TestBase):
 
 
 def create_tables(database_url: str) -> None:
-    """Create the test tables in the database at `database_url` (a migrated one)."""
-    engine = create_engine(database_url)
+    """Create the test tables in the database at `database_url` (a migrated one), written
+    as DATABASE_URL may be (`postgresql://` included)."""
+    engine = create_engine(normalise_database_url(database_url))
     try:
         TestBase.metadata.create_all(engine)
     finally:
