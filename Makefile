@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 PYTEST_ARGS ?=
 
-.PHONY: help runtime install migrate revision serve dev serve-gevent test lint typecheck check bench bench-instructions lock settings-docs update rename clean
+.PHONY: help runtime install migrate revision serve dev serve-gevent test lint typecheck check rollout rollback bench bench-instructions lock settings-docs update rename clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -92,10 +92,17 @@ format: install ## ruff: fix what lint reports (what it can), then format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-typecheck: install ## mypy --strict on app/, chassis/, harness/, tests/, bench/ and gunicorn.conf.py
+typecheck: install ## mypy --strict on app/, chassis/, harness/, tests/, bench/, the scripts and gunicorn.conf.py
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy deploy/compose/rollout
 
 check: lint typecheck test ## Everything CI runs after provisioning services
+
+rollout: ## compose: build, migrate, then switch to the new app with no request dropped
+	deploy/compose/rollout
+
+rollback: ## compose: switch back to the image the last rollout replaced
+	deploy/compose/rollout --rollback
 
 bench: install ## Throughput, memory and cold start on 127.0.0.1, drawn to docs/bench.png (needs wrk; nginx and PostgreSQL for their rows)
 	$(VENV)/bin/python bench/run.py

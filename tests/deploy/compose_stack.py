@@ -27,13 +27,20 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 class Stack:
     """One compose project built from this checkout, with nginx published on `port`."""
 
-    def __init__(self, project: str) -> None:
+    def __init__(
+        self, project: str, files: tuple[str, ...] = ("compose.yaml",), **env: str
+    ) -> None:
         self.project = project
         self.port = free_port()
+        # The project and its files as compose reads them from the environment, so a script
+        # that runs `docker compose` (deploy/compose/rollout) drives this same stack.
         self.env = base_env(
             SECRET_KEY=secrets.token_hex(32),
             POSTGRES_PASSWORD=secrets.token_hex(16),
             HTTP_PORT=str(self.port),
+            COMPOSE_PROJECT_NAME=project,
+            COMPOSE_FILE=":".join(files),
+            **env,
         )
 
     def compose(
@@ -117,14 +124,19 @@ class Stack:
 
 
 @contextmanager
-def running_stack() -> Iterator[Stack]:
-    """The whole stack, up and healthy; removed with its volumes when the block ends."""
-    stack = Stack(f"kit-test-{secrets.token_hex(4)}")
+def running_stack(files: tuple[str, ...] = ("compose.yaml",), **env: str) -> Iterator[Stack]:
+    """The whole stack from `files` under `env`, up and healthy; removed with its volumes
+    when the block ends."""
+    stack = Stack(f"kit-test-{secrets.token_hex(4)}", files, **env)
     try:
         stack.up()
         yield stack
     finally:
         stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
+        # The images built for the project, tags a rollout added (`:previous`) included.
+        built = docker("images", "--quiet", "--filter", f"reference={stack.project}-*").stdout
+        if built.split():
+            docker("image", "rm", "--force", *set(built.split()), check=False)
 
 
 def healthy(stack: Stack, service: str) -> Callable[[], bool]:
