@@ -95,6 +95,7 @@ format: install ## ruff: fix what lint reports (what it can), then format
 typecheck: install ## mypy --strict on app/, chassis/, harness/, tests/, bench/, the scripts and gunicorn.conf.py
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy deploy/compose/rollout
+	$(VENV)/bin/mypy deploy/swarm/rollout
 
 check: lint typecheck test ## Everything CI runs after provisioning services
 
