@@ -181,6 +181,7 @@ def swarm_stack(swarm: None) -> Iterator[SwarmStack]:
         yield stack
     finally:
         stack.remove()
+        docker("image", "rm", f"{IMAGE}:1", f"{IMAGE}:2", check=False)
 
 
 def test_a_rolling_update_under_load_fails_no_request_and_loses_no_row(
