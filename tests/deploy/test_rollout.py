@@ -2,9 +2,9 @@
 mixed traffic through nginx: reads, POSTs that create rows, and requests that wait 1.5 s in
 PostgreSQL, each on a connection of its own.
 
-The stacks serve the test app (tests/deploy/rollout.compose.yaml) from the kit's image. Each
+The stack serves the test app (tests/deploy/rollout.compose.yaml) from the kit's image. Each
 rollout builds an image that differs from the one before (a label, RELEASE), so each one
-really replaces the running version. Every request is counted: none may fail or answer
+really replaces the running version, under sync workers and then under gevent workers. Every request is counted: none may fail or answer
 other than 2xx, and every row a POST created is in PostgreSQL afterwards.
 """
 
@@ -31,16 +31,9 @@ RELEASE_LABEL = "kit.test.release"
 
 
 @pytest.fixture(scope="module")
-def sync_stack(engine: None) -> Iterator[Stack]:
-    """The stack with sync workers."""
+def stack(engine: None) -> Iterator[Stack]:
+    """The stack, first with sync workers."""
     with running_stack(FILES, GUNICORN_WORKER_CLASS="sync", RELEASE="0") as stack:
-        yield stack
-
-
-@pytest.fixture(scope="module")
-def gevent_stack(engine: None) -> Iterator[Stack]:
-    """The stack with gevent workers."""
-    with running_stack(FILES, GUNICORN_WORKER_CLASS="gevent", RELEASE="0") as stack:
         yield stack
 
 
@@ -55,6 +48,13 @@ def rollout(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess
 def app_containers(stack: Stack) -> list[str]:
     """The app's running containers."""
     return stack.compose("ps", "--quiet", "app").stdout.split()
+
+
+def workers_of(container: str) -> str:
+    """The worker class a container's gunicorn runs (GUNICORN_WORKER_CLASS)."""
+    env = json.loads(docker("inspect", "--format", "{{json .Config.Env}}", container).stdout)
+    (found,) = [item.split("=", 1)[1] for item in env if item.startswith("GUNICORN_WORKER_CLASS=")]
+    return str(found)
 
 
 def release(container: str) -> str:
@@ -129,49 +129,42 @@ def roll_out_counted(
     return ended - begun, len(load.between(begun, ended))
 
 
-@pytest.mark.parametrize("workers", ["sync", "gevent"])
-def test_three_rollouts_under_load_fail_no_request_and_lose_no_row(
-    workers: str, request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+# Three rollouts under sync workers, one that moves to gevent workers, three under gevent.
+STEPS = [("sync", "1"), ("sync", "2"), ("sync", "3")] + [("gevent", str(n)) for n in range(4, 8)]
+
+
+def test_rollouts_a_refused_version_and_a_rollback_under_load(
+    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Three consecutive rollouts, each to a new image, while traffic runs throughout."""
-    stack: Stack = request.getfixturevalue(f"{workers}_stack")
+    """While traffic runs throughout: seven rollouts, each to a new image (STEPS); then a
+    version whose app refuses to start (a SECRET_KEY too short), which takes no request and
+    makes the rollout exit 1 naming the reason while the old app serves on; then
+    `--rollback` to the image before the last rollout."""
     measured = []
     with traffic(stack) as load:
-        time.sleep(2)
-        for number in (1, 2, 3):
-            measured.append(roll_out_counted(stack, load, tmp_path, RELEASE=str(number)))
-            assert [release(c) for c in app_containers(stack)] == [str(number)]
-        time.sleep(2)
-    assert load.failed() == [], load.failed()[:5]
-    assert rows(stack) >= set(load.created)
-    assert {o.kind for o in load.results} == {"read", "create", "slow"}
-    with capsys.disabled():
-        for seconds, served in measured:
-            print(
-                f"\nrollout ({workers}): {seconds:.1f} s, {served} requests sent during it, 0 failed"
+        time.sleep(1)
+        for workers, number in STEPS:
+            was = workers_of(app_containers(stack)[0])
+            seconds, served = roll_out_counted(
+                stack, load, tmp_path, RELEASE=number, GUNICORN_WORKER_CLASS=workers
             )
-
-
-def test_a_version_never_healthy_takes_no_request_and_rollback_returns(
-    sync_stack: Stack, tmp_path: Path
-) -> None:
-    """A new version whose app refuses to start (a SECRET_KEY too short) is never sent a
-    request: the rollout exits 1 naming the reason, and the old app serves on. Then a good
-    rollout, and `--rollback` back to the image before it, under the same counting."""
-    stack = sync_stack
-    before = app_containers(stack)
-    running = release(before[0])
-    with traffic(stack) as load:
-        time.sleep(2)
-        refused = rollout(stack, RELEASE="bad", APP_SECRET_KEY="too-short")
+            (container,) = app_containers(stack)
+            assert (release(container), workers_of(container)) == (number, workers)
+            measured.append((f"{was} to {workers}", seconds, served))
+        before = app_containers(stack)
+        refused = rollout(
+            stack, RELEASE="bad", APP_SECRET_KEY="too-short", GUNICORN_WORKER_CLASS="gevent"
+        )
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert "never became healthy" in refused.stderr
         assert "SECRET_KEY" in refused.stderr
         assert app_containers(stack) == before
-        roll_out_counted(stack, load, tmp_path, RELEASE="next")
-        assert [release(c) for c in app_containers(stack)] == ["next"]
-        roll_out_counted(stack, load, tmp_path, "--rollback")
-        assert [release(c) for c in app_containers(stack)] == [running]
-        time.sleep(2)
+        roll_out_counted(stack, load, tmp_path, "--rollback", GUNICORN_WORKER_CLASS="gevent")
+        assert [release(c) for c in app_containers(stack)] == [STEPS[-2][1]]
+        time.sleep(1)
     assert load.failed() == [], load.failed()[:5]
     assert rows(stack) >= set(load.created)
+    assert {o.kind for o in load.results} == {"read", "create", "slow"}
+    with capsys.disabled():
+        for workers, seconds, served in measured:
+            print(f"\nrollout ({workers}): {seconds:.1f} s, {served} requests during it, 0 failed")
