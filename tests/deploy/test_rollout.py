@@ -31,7 +31,7 @@ RELEASE_LABEL = "kit.test.release"
 
 
 @pytest.fixture(scope="module")
-def stack(engine: None) -> Iterator[Stack]:
+def rollout_stack(engine: None) -> Iterator[Stack]:
     """The stack, first with sync workers."""
     with running_stack(FILES, GUNICORN_WORKER_CLASS="sync", RELEASE="0") as stack:
         yield stack
@@ -134,12 +134,13 @@ STEPS = [("sync", "1"), ("sync", "2"), ("sync", "3")] + [("gevent", str(n)) for 
 
 
 def test_rollouts_a_refused_version_and_a_rollback_under_load(
-    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    rollout_stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """While traffic runs throughout: seven rollouts, each to a new image (STEPS); then a
     version whose app refuses to start (a SECRET_KEY too short), which takes no request and
     makes the rollout exit 1 naming the reason while the old app serves on; then
     `--rollback` to the image before the last rollout."""
+    stack = rollout_stack
     measured = []
     with traffic(stack) as load:
         time.sleep(1)
