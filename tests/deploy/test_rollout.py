@@ -23,7 +23,7 @@ import pytest
 from harness.processes import ROOT
 from tests.deploy.compose_stack import Stack, running_stack
 from tests.support.engine import docker
-from tests.support.traffic import Traffic
+from tests.support.traffic import STORED_NAMES, Traffic
 
 FILES = ("compose.yaml", "tests/deploy/rollout.compose.yaml")
 ROLLOUT = ROOT / "deploy" / "compose" / "rollout"
@@ -66,13 +66,7 @@ def release(container: str) -> str:
 
 def rows(stack: Stack) -> set[str]:
     """The names of every row in the test resource's table."""
-    query = ["psql", "-U", "kit", "-d", "kit", "-Atc", "SELECT name FROM test_records"]
-    return set(stack.compose("exec", "-T", "db", *query).stdout.split())
-
-
-def traffic(stack: Stack) -> Traffic:
-    """Reads, creates and 1.5 s waits in PostgreSQL through the stack's nginx."""
-    return Traffic(stack.port, "/test/records?limit=5", "/test/records", "/test/pg-sleep?s=1.5")
+    return set(stack.compose("exec", "-T", "db", *STORED_NAMES).stdout.split())
 
 
 @contextmanager
@@ -142,7 +136,7 @@ def test_rollouts_a_refused_version_and_a_rollback_under_load(
     `--rollback` to the image before the last rollout."""
     stack = rollout_stack
     measured = []
-    with traffic(stack) as load:
+    with Traffic.to_test_app(stack.port) as load:
         time.sleep(1)
         for workers, number in STEPS:
             was = workers_of(app_containers(stack)[0])

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from harness.processes import ROOT, base_env, free_port, request, wait_until
+from harness.processes import ROOT, free_port, request, wait_until
 from tests.deploy.files import compose_services, yaml_file
+from tests.support.checkout import run
 from tests.support.engine import docker
-from tests.support.traffic import Traffic
+from tests.support.traffic import STORED_NAMES, Traffic
 
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yaml"
 TEST_FILE = ROOT / "tests" / "deploy" / "swarm.test.yaml"
@@ -110,22 +111,18 @@ class SwarmStack:
     def __init__(self) -> None:
         self.name = f"kit-swarm-{secrets.token_hex(3)}"
         self.port = free_port()
-        self.env = base_env(
-            SECRET_KEY=secrets.token_hex(32),
-            POSTGRES_PASSWORD=secrets.token_hex(16),
-            HTTP_PORT=str(self.port),
-            KIT_IMAGE=f"{IMAGE}:1",
-            KIT_ROOT=str(ROOT),
-        )
+        # What the stack file reads, on top of the environment tests run in.
+        self.env = {
+            "SECRET_KEY": secrets.token_hex(32),
+            "POSTGRES_PASSWORD": secrets.token_hex(16),
+            "HTTP_PORT": str(self.port),
+            "KIT_IMAGE": f"{IMAGE}:1",
+            "KIT_ROOT": str(ROOT),
+        }
 
     def run(self, *cmd: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run a command with the stack's environment; fail with its output."""
-        done = subprocess.run(
-            cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}{done.stderr}"
-        return done
+        """Run a command in the checkout with the stack's environment; fail with its output."""
+        return run(ROOT, *cmd, env=self.env, timeout=timeout)
 
     def deploy(self) -> None:
         """`docker stack deploy`, then wait until the migration is done and nginx serves."""
@@ -191,7 +188,7 @@ def test_a_rolling_update_under_load_fails_no_request_and_loses_no_row(
     request a 2xx, every created row in PostgreSQL, and every task on the new image."""
     stack = swarm_stack
     assert stack.images() == [f"{IMAGE}:1", f"{IMAGE}:1"]
-    load = Traffic(stack.port, "/test/records?limit=5", "/test/records", "/test/pg-sleep?s=1.5")
+    load = Traffic.to_test_app(stack.port)
     with load:
         time.sleep(2)
         begun = time.monotonic()
@@ -201,8 +198,7 @@ def test_a_rolling_update_under_load_fails_no_request_and_loses_no_row(
     assert "done" in done.stdout, done.stdout + done.stderr
     assert stack.images() == [f"{IMAGE}:2", f"{IMAGE}:2"]
     assert load.failed() == [], load.failed()[:5]
-    query = ["psql", "-U", "kit", "-d", "kit", "-Atc", "SELECT name FROM test_records"]
-    stored = set(docker("exec", stack.container("db"), *query).stdout.split())
+    stored = set(docker("exec", stack.container("db"), *STORED_NAMES).stdout.split())
     assert stored >= set(load.created)
     assert {o.kind for o in load.results} == {"read", "create", "slow"}
     served = len(load.between(begun, begun + took))

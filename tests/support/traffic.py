@@ -19,6 +19,9 @@ from harness.processes import Load, request
 
 # Bounded even if never stopped.
 LONGEST_S = 600
+# psql's arguments, run in the database's container, that list the rows the test app's
+# POSTs created (harness/apps/records.py).
+STORED_NAMES = ("psql", "-U", "kit", "-d", "kit", "-Atc", "SELECT name FROM test_records")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,12 @@ class Traffic(Load):
             except OSError as exc:
                 status = type(exc).__name__
             self.results.append(Outcome(kind, sent, time.monotonic(), status))
+
+    @classmethod
+    def to_test_app(cls, port: int) -> Traffic:
+        """The test app's (harness/apps/sleepy.py): reads and creates of its records, and
+        waits of 1.5 s in PostgreSQL."""
+        return cls(port, "/test/records?limit=5", "/test/records", "/test/pg-sleep?s=1.5")
 
     def __enter__(self) -> Traffic:
         super().__enter__()
